@@ -1,0 +1,97 @@
+// The plugins berthd registers, in containerd's types and ids where the role is the same.
+import type * as grpc from "@grpc/grpc-js";
+import { arch } from "node:os";
+import type { PluginRegistration } from "./plugin.js";
+import type { Config } from "./config.js";
+import type { Logger } from "./logger.js";
+import type { Metrics } from "./metrics.js";
+import { registerService, type AdapterOptions } from "../services/grpc-adapter.js";
+import { createExchange, type Exchange } from "../core/events/exchange.js";
+import { decodeEvent } from "../services/event-payloads.js";
+import { Version, versionService } from "../services/version-service.js";
+import { Introspection, introspectionService } from "../services/introspection-service.js";
+import { Health, healthService } from "../services/health-service.js";
+import { Events, eventsService } from "../services/events-service.js";
+import { loadOrCreateServerUUID } from "./uuid.js";
+
+export interface GrpcServicePlugin {
+  register(server: grpc.Server, opts: AdapterOptions): void;
+}
+
+export interface Closable {
+  close(): Promise<void> | void;
+}
+
+export interface BuiltinDeps {
+  log: Logger;
+  metrics: Metrics;
+  cfg: Config;
+  serving: () => boolean;
+}
+
+const goArch: Record<string, string> = { x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", s390x: "s390x", ppc64: "ppc64le" };
+
+function grpcPlugin(id: string, register: (server: grpc.Server, opts: AdapterOptions) => void): GrpcServicePlugin {
+  void id;
+  return { register };
+}
+
+export function builtinPlugins(deps: BuiltinDeps): PluginRegistration[] {
+  return [
+    {
+      type: "io.containerd.event.v1",
+      id: "exchange",
+      init: () => createExchange({ decode: decodeEvent }),
+    },
+    {
+      type: "io.containerd.grpc.v1",
+      id: "version",
+      init: () => grpcPlugin("version", (s, o) => registerService(s, Version, versionService(), o)),
+    },
+    {
+      type: "io.containerd.grpc.v1",
+      id: "introspection",
+      requires: ["*"],
+      init: (ic) => {
+        const uuid = loadOrCreateServerUUID(ic.root);
+        const platform = { os: "linux", architecture: goArch[arch()] ?? arch(), variant: "" };
+        return grpcPlugin("introspection", (s, o) =>
+          registerService(s, Introspection, introspectionService({ plugins: ic.plugins, uuid, platform }), o),
+        );
+      },
+    },
+    {
+      type: "io.containerd.grpc.v1",
+      id: "healthcheck",
+      init: () =>
+        grpcPlugin("healthcheck", (s, o) =>
+          registerService(
+            s,
+            Health,
+            healthService({
+              serving: deps.serving,
+              knownService: () => true,
+              changed: (signal) =>
+                new Promise((resolve) => {
+                  const t = setTimeout(resolve, 1000);
+                  signal.addEventListener("abort", () => {
+                    clearTimeout(t);
+                    resolve();
+                  });
+                }),
+            }),
+            o,
+          ),
+        ),
+    },
+    {
+      type: "io.containerd.grpc.v1",
+      id: "events",
+      requires: ["io.containerd.event.v1"],
+      init: (ic) => {
+        const exchange = ic.get<Exchange>("io.containerd.event.v1");
+        return grpcPlugin("events", (s, o) => registerService(s, Events, eventsService(exchange), o));
+      },
+    },
+  ];
+}

@@ -1,0 +1,115 @@
+// berthd's lifecycle: INITIALIZED -> RUNNING -> STOPPING -> STOPPED (or FAILED). Prepares the
+// roots, initialises the plugin graph, serves gRPC (and ttrpc for shims) on unix sockets, and on
+// stop refuses new calls, lets in-flight ones finish (bounded), then closes every store.
+import * as grpc from "@grpc/grpc-js";
+import { mkdir, chmod, stat } from "node:fs/promises";
+import type { Config } from "./config.js";
+import { pluginConfig } from "./config.js";
+import type { Logger } from "./logger.js";
+import { initPlugins, type PluginGraph } from "./plugin.js";
+import { builtinPlugins, type GrpcServicePlugin, type Closable } from "./builtin-plugins.js";
+import { prepareSocketPath, secureSocket } from "./socket.js";
+import { createMetrics, type Metrics } from "./metrics.js";
+import { startTtrpcEventsServer, type TtrpcEventsServer } from "./ttrpc-events-server.js";
+
+export type DaemonState = "INITIALIZED" | "RUNNING" | "STOPPING" | "STOPPED" | "FAILED";
+
+export interface Daemon {
+  readonly state: DaemonState;
+  readonly graph: PluginGraph;
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Creates dir with mode, and tightens it if it already exists group/world-writable or wider than mode. */
+async function ensurePrivateDir(dir: string, mode: number): Promise<void> {
+  await mkdir(dir, { recursive: true, mode });
+  const st = await stat(dir);
+  if ((st.mode & 0o777 & ~mode) !== 0) await chmod(dir, mode);
+}
+
+export async function startDaemon(cfg: Config, log: Logger): Promise<Daemon> {
+  let state: DaemonState = "INITIALIZED";
+  await ensurePrivateDir(cfg.root, 0o700);
+  await ensurePrivateDir(cfg.state, 0o711);
+  await prepareSocketPath(cfg.grpc.address);
+  await prepareSocketPath(cfg.ttrpc.address);
+
+  const metrics: Metrics = createMetrics();
+  const graph = await initPlugins(builtinPlugins({ log, metrics, cfg, serving: () => state === "RUNNING" }), {
+    root: cfg.root,
+    state: cfg.state,
+    config: (type, id) => pluginConfig(cfg, type, id),
+    disabled: cfg.disabled_plugins,
+    onError: (s) =>
+      log.warn(
+        { type: s.registration.type, id: s.registration.id, error: s.error?.message },
+        "failed to load plugin",
+      ),
+  });
+
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": cfg.grpc.max_recv_message_size,
+    "grpc.max_send_message_length": cfg.grpc.max_send_message_size,
+  });
+  const observe = metrics.observeGrpc(log);
+  for (const [id, svc] of graph.getAll<GrpcServicePlugin>("io.containerd.grpc.v1")) {
+    svc.register(server, { observe });
+    log.debug({ id }, "registered grpc service");
+  }
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix:${cfg.grpc.address}`, grpc.ServerCredentials.createInsecure(), (err) =>
+      err ? reject(err) : resolve(),
+    ),
+  );
+  await secureSocket(cfg.grpc.address, cfg.grpc.uid, cfg.grpc.gid);
+
+  const ttrpc: TtrpcEventsServer = await startTtrpcEventsServer(cfg.ttrpc.address, graph, log);
+  await secureSocket(cfg.ttrpc.address, cfg.ttrpc.uid, cfg.ttrpc.gid);
+  const metricsServer = cfg.metrics.address ? await metrics.serve(cfg.metrics.address) : undefined;
+
+  state = "RUNNING";
+  log.info({ address: cfg.grpc.address, ttrpc: cfg.ttrpc.address }, "berthd successfully booted");
+
+  const closeAll = async () => {
+    // Close plugins in reverse init order so that nothing outlives what it depends on.
+    for (const s of [...graph.states].reverse()) {
+      const inst = s.instance as Partial<Closable> | undefined;
+      if (inst && typeof inst.close === "function") {
+        try {
+          await inst.close();
+        } catch (err) {
+          log.error({ type: s.registration.type, id: s.registration.id, err }, "failed to close plugin");
+        }
+      }
+    }
+  };
+
+  return {
+    get state() {
+      return state;
+    },
+    graph,
+    async stop(graceMs = 10_000) {
+      if (state !== "RUNNING") return;
+      state = "STOPPING";
+      log.info("stopping berthd");
+      await ttrpc.close();
+      metricsServer?.close();
+      // tryShutdown stops accepting and waits for in-flight calls; forceShutdown cancels the rest.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        timer.unref();
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      await closeAll();
+      state = "STOPPED";
+      log.info("berthd stopped");
+    },
+  };
+}

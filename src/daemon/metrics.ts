@@ -1,0 +1,84 @@
+// Prometheus metrics (prom-client): gRPC call counts and latencies, GC pauses, build info; served
+// at /v1/metrics on the [metrics] address, as containerd does.
+import { createServer, type Server } from "node:http";
+import { Registry, Counter, Histogram, Gauge, collectDefaultMetrics } from "prom-client";
+import type * as grpc from "@grpc/grpc-js";
+import { status as Status } from "@grpc/grpc-js";
+import type { Logger } from "./logger.js";
+import type { CallObserver } from "../services/grpc-adapter.js";
+import { berthVersion, berthRevision } from "./version.js";
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly gcPauseSeconds: Histogram;
+  observeGrpc(log: Logger): CallObserver;
+  serve(address: string): Promise<Server>;
+}
+
+const codeNames = new Map<number, string>(Object.entries(Status).map(([k, v]) => [v as number, k]));
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "berthd_" });
+  new Gauge({
+    name: "containerd_build_info_total",
+    help: "berthd build information (containerd-compatible name)",
+    labelNames: ["version", "revision"],
+    registers: [registry],
+  }).set({ version: berthVersion, revision: berthRevision }, 1);
+  const handled = new Counter({
+    name: "grpc_server_handled_total",
+    help: "Total number of RPCs completed on the server, regardless of success or failure.",
+    labelNames: ["grpc_service", "grpc_method", "grpc_code"],
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: "grpc_server_handling_seconds",
+    help: "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+    labelNames: ["grpc_service", "grpc_method"],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const gcPauseSeconds = new Histogram({
+    name: "berthd_gc_pause_seconds",
+    help: "Duration of metadata garbage collections (the write lock is held throughout).",
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+    registers: [registry],
+  });
+
+  return {
+    registry,
+    gcPauseSeconds,
+    observeGrpc(log) {
+      return (path: string, code: grpc.status, durationMs: number, err?: unknown) => {
+        const slash = path.lastIndexOf("/");
+        const service = path.slice(1, slash);
+        const method = path.slice(slash + 1);
+        handled.inc({ grpc_service: service, grpc_method: method, grpc_code: codeNames.get(code) ?? String(code) });
+        latency.observe({ grpc_service: service, grpc_method: method }, durationMs / 1000);
+        if (code === Status.UNKNOWN || code === Status.INTERNAL) log.error({ path, err }, "rpc failed");
+        else log.debug({ path, code: codeNames.get(code), ms: Math.round(durationMs * 1000) / 1000 }, "rpc");
+      };
+    },
+    async serve(address) {
+      const idx = address.lastIndexOf(":");
+      const host = address.slice(0, idx) || "127.0.0.1";
+      const port = Number(address.slice(idx + 1));
+      const server = createServer((req, res) => {
+        if (req.url !== "/v1/metrics") {
+          res.writeHead(404).end();
+          return;
+        }
+        registry.metrics().then(
+          (body) => res.writeHead(200, { "content-type": registry.contentType }).end(body),
+          (err: unknown) => res.writeHead(500).end(String(err)),
+        );
+      });
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => resolve());
+      });
+      return server;
+    },
+  };
+}

@@ -1,0 +1,41 @@
+// containerd.services.events.v1.Events: Publish and Forward into the exchange, Subscribe out of it.
+import { Events } from "../gen/containerd/services/events/v1/events_pb.js";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "./grpc-adapter.js";
+import { namespaced } from "./call-context.js";
+import type { Exchange } from "../core/events/exchange.js";
+import { invalidArgument } from "../errdefs/errors.js";
+
+export { Events };
+
+export function eventsService(exchange: Exchange): ServiceImpl<(typeof Events)["method"]> {
+  return {
+    publish: async (req, ctx) => {
+      const { namespace } = namespaced(ctx);
+      if (!req.event) throw invalidArgument("event must not be empty");
+      exchange.publish(namespace, req.topic, { typeUrl: req.event.typeUrl, value: req.event.value });
+      return {};
+    },
+    forward: async (req) => {
+      const e = req.envelope;
+      if (!e) throw invalidArgument("envelope must not be empty");
+      exchange.forward({
+        timestamp: e.timestamp ? timestampDate(e.timestamp) : new Date(0),
+        namespace: e.namespace,
+        topic: e.topic,
+        event: { typeUrl: e.event?.typeUrl ?? "", value: e.event?.value ?? new Uint8Array() },
+      });
+      return {};
+    },
+    subscribe: async function* (req, ctx) {
+      for await (const e of exchange.subscribe(req.filters, ctx.signal)) {
+        yield {
+          timestamp: timestampFromDate(e.timestamp),
+          namespace: e.namespace,
+          topic: e.topic,
+          event: { typeUrl: e.event.typeUrl, value: e.event.value },
+        };
+      }
+    },
+  };
+}

@@ -1,0 +1,117 @@
+// A ttrpc server (unary requests, as ttrpc v1.1 used by containerd 1.6): decodes Request frames,
+// dispatches "/<service>/<method>" to handlers, and answers with Response frames carrying a
+// google.rpc.Status. Requests on one connection are handled concurrently.
+import { createServer, type Server, type Socket } from "node:net";
+import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import { RequestSchema, ResponseSchema } from "../gen/ttrpc/request_pb.js";
+import { BerthError } from "../errdefs/errors.js";
+import { grpcCodeOf } from "../errdefs/grpc-status.js";
+import { encodeFrame, FrameDecoder, MessageType } from "./frame.js";
+
+export interface TtrpcCallContext {
+  metadata: Map<string, string[]>;
+  signal: AbortSignal;
+}
+
+type UnaryHandler = (req: unknown, ctx: TtrpcCallContext) => Promise<unknown>;
+
+export type TtrpcServiceImpl<T extends GenServiceMethods> = {
+  [K in keyof T]?: T[K] extends { input: infer I extends DescMessage; output: infer O extends DescMessage }
+    ? (req: MessageShape<I>, ctx: TtrpcCallContext) => Promise<MessageShape<O> | Record<string, unknown>>
+    : never;
+};
+
+interface Route {
+  input: DescMessage;
+  output: DescMessage;
+  handler: UnaryHandler;
+}
+
+export interface TtrpcServer {
+  register<T extends GenServiceMethods>(service: GenService<T>, impl: TtrpcServiceImpl<T>): void;
+  listen(path: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function createTtrpcServer(opts: { onError?: (err: unknown) => void } = {}): TtrpcServer {
+  const routes = new Map<string, Route>();
+  const sockets = new Set<Socket>();
+  let server: Server | undefined;
+
+  const handleConnection = (sock: Socket) => {
+    sockets.add(sock);
+    const decoder = new FrameDecoder();
+    const controller = new AbortController();
+    sock.on("close", () => {
+      sockets.delete(sock);
+      controller.abort();
+    });
+    sock.on("error", (err) => opts.onError?.(err));
+    sock.on("data", (chunk: Buffer) => {
+      let frames;
+      try {
+        frames = decoder.push(chunk);
+      } catch (err) {
+        opts.onError?.(err);
+        sock.destroy();
+        return;
+      }
+      for (const frame of frames) {
+        if (frame.type !== MessageType.request) continue;
+        void dispatch(frame.payload, controller.signal).then((response) => {
+          if (!sock.destroyed)
+            sock.write(encodeFrame({ streamId: frame.streamId, type: MessageType.response, flags: 0, payload: response }));
+        });
+      }
+    });
+  };
+
+  async function dispatch(payload: Buffer, signal: AbortSignal): Promise<Buffer> {
+    const status = (code: number, message: string) =>
+      Buffer.from(toBinary(ResponseSchema, create(ResponseSchema, { status: { code, message } })));
+    let req;
+    try {
+      req = fromBinary(RequestSchema, payload);
+    } catch {
+      return status(3, "invalid ttrpc request");
+    }
+    const route = routes.get(`/${req.service}/${req.method}`);
+    if (!route) return status(12, `/${req.service}/${req.method} not implemented`);
+    const metadata = new Map<string, string[]>();
+    for (const kv of req.metadata) metadata.set(kv.key, [...(metadata.get(kv.key) ?? []), kv.value]);
+    try {
+      const input = fromBinary(route.input, req.payload);
+      const out = await route.handler(input, { metadata, signal });
+      const msg = create(route.output, out as MessageShape<DescMessage>);
+      return Buffer.from(
+        toBinary(ResponseSchema, create(ResponseSchema, { status: { code: 0 }, payload: toBinary(route.output, msg) })),
+      );
+    } catch (err) {
+      return status(grpcCodeOf(err), BerthError.from(err).message);
+    }
+  }
+
+  return {
+    register(service, impl) {
+      for (const method of service.methods) {
+        const handler = (impl as Record<string, UnaryHandler | undefined>)[method.localName];
+        if (!handler) continue;
+        routes.set(`/${service.typeName}/${method.name}`, { input: method.input, output: method.output, handler });
+      }
+    },
+    listen(path) {
+      server = createServer(handleConnection);
+      const s = server;
+      return new Promise((resolve, reject) => {
+        s.once("error", reject);
+        s.listen(path, () => resolve());
+      });
+    },
+    close() {
+      for (const sock of sockets) sock.destroy();
+      const s = server;
+      return new Promise((resolve) => (s ? s.close(() => resolve()) : resolve()));
+    },
+  };
+}
