@@ -12,7 +12,14 @@ import { Version, versionService } from "../services/version-service.js";
 import { Introspection, introspectionService } from "../services/introspection-service.js";
 import { Health, healthService } from "../services/health-service.js";
 import { Events, eventsService } from "../services/events-service.js";
+import { Namespaces, namespacesService } from "../services/namespaces-service.js";
+import { Content, contentService } from "../services/content-service.js";
+import { Images, imagesService } from "../services/images-service.js";
+import { Containers, containersService } from "../services/containers-service.js";
+import { Leases, leasesService } from "../services/leases-service.js";
+import type { GcScheduler } from "../core/metadata/gc-scheduler.js";
 import { loadOrCreateServerUUID } from "./uuid.js";
+import { metadataPlugins, type Metadata } from "./metadata-plugins.js";
 
 export interface GrpcServicePlugin {
   register(server: grpc.Server, opts: AdapterOptions): void;
@@ -29,15 +36,49 @@ export interface BuiltinDeps {
   serving: () => boolean;
 }
 
-const goArch: Record<string, string> = { x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", s390x: "s390x", ppc64: "ppc64le" };
+const goArch: Record<string, string> = {
+  x64: "amd64",
+  arm64: "arm64",
+  arm: "arm",
+  ia32: "386",
+  s390x: "s390x",
+  ppc64: "ppc64le",
+};
 
-function grpcPlugin(id: string, register: (server: grpc.Server, opts: AdapterOptions) => void): GrpcServicePlugin {
+function grpcPlugin(
+  id: string,
+  register: (server: grpc.Server, opts: AdapterOptions) => void,
+): GrpcServicePlugin {
   void id;
   return { register };
 }
 
+/** A gRPC service over the metadata stores, the GC scheduler and the event exchange. */
+function storageService(
+  id: string,
+  make: (md: Metadata, gc: GcScheduler, events: Exchange) => GrpcServicePlugin["register"],
+): PluginRegistration {
+  return {
+    type: "io.containerd.grpc.v1",
+    id,
+    requires: [...storage],
+    init: (ic) =>
+      grpcPlugin(
+        id,
+        make(
+          ic.get<Metadata>("io.containerd.metadata.v1"),
+          ic.get<GcScheduler>("io.containerd.gc.v1"),
+          ic.get<Exchange>("io.containerd.event.v1"),
+        ),
+      ),
+  };
+}
+
+const storage = ["io.containerd.metadata.v1", "io.containerd.gc.v1", "io.containerd.event.v1"] as const;
+
 export function builtinPlugins(deps: BuiltinDeps): PluginRegistration[] {
   return [
+    ...metadataPlugins(deps),
     {
       type: "io.containerd.event.v1",
       id: "exchange",
@@ -93,5 +134,34 @@ export function builtinPlugins(deps: BuiltinDeps): PluginRegistration[] {
         return grpcPlugin("events", (s, o) => registerService(s, Events, eventsService(exchange), o));
       },
     },
+    storageService(
+      "namespaces",
+      (md, _gc, events) => (s, o) =>
+        registerService(s, Namespaces, namespacesService({ store: md.namespaces, events }), o),
+    ),
+    storageService(
+      "content",
+      (md, _gc, events) => (s, o) =>
+        registerService(
+          s,
+          Content,
+          contentService({ storeFor: (ctx) => md.content.forContext(ctx), events }),
+          o,
+        ),
+    ),
+    storageService(
+      "images",
+      (md, gc, events) => (s, o) =>
+        registerService(s, Images, imagesService({ images: md.images, events, gc }), o),
+    ),
+    storageService(
+      "containers",
+      (md, _gc, events) => (s, o) =>
+        registerService(s, Containers, containersService({ containers: md.containers, events }), o),
+    ),
+    storageService(
+      "leases",
+      (md, gc) => (s, o) => registerService(s, Leases, leasesService({ leases: md.leases, gc }), o),
+    ),
   ];
 }

@@ -79,7 +79,8 @@ export function mergeConfig(base: Config, doc: Record<string, unknown>): Config 
       if (!isObject(value)) throw new ConfigError(`${key} must be a table`);
       for (const [k, v] of Object.entries(value)) {
         if (!(k in current)) throw new ConfigError(`unknown config key ${JSON.stringify(`${key}.${k}`)}`);
-        if (typeof v !== typeof current[k]) throw new ConfigError(`${key}.${k} must be a ${typeof current[k]}`);
+        if (typeof v !== typeof current[k])
+          throw new ConfigError(`${key}.${k} must be a ${typeof current[k]}`);
         current[k] = v;
       }
     } else {
@@ -123,7 +124,8 @@ export function loadConfig(flags: ConfigOverrides): Config {
   if (flags.state) cfg.state = flags.state;
   if (flags.address) cfg.grpc.address = flags.address;
   if (flags.logLevel) {
-    if (!levels.includes(flags.logLevel as LogLevel)) throw new ConfigError(`unknown log level ${flags.logLevel}`);
+    if (!levels.includes(flags.logLevel as LogLevel))
+      throw new ConfigError(`unknown log level ${flags.logLevel}`);
     cfg.debug.level = flags.logLevel as LogLevel;
   }
   if (!cfg.ttrpc.address) cfg.ttrpc.address = `${cfg.grpc.address}.ttrpc`;

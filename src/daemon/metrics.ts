@@ -54,7 +54,11 @@ export function createMetrics(): Metrics {
         const slash = path.lastIndexOf("/");
         const service = path.slice(1, slash);
         const method = path.slice(slash + 1);
-        handled.inc({ grpc_service: service, grpc_method: method, grpc_code: codeNames.get(code) ?? String(code) });
+        handled.inc({
+          grpc_service: service,
+          grpc_method: method,
+          grpc_code: codeNames.get(code) ?? String(code),
+        });
         latency.observe({ grpc_service: service, grpc_method: method }, durationMs / 1000);
         if (code === Status.UNKNOWN || code === Status.INTERNAL) log.error({ path, err }, "rpc failed");
         else log.debug({ path, code: codeNames.get(code), ms: Math.round(durationMs * 1000) / 1000 }, "rpc");

@@ -1,7 +1,10 @@
 // containerd.services.containers.v1.Containers: container records (spec and extensions kept byte
 // for byte); emits /containers/*. Deleting a record touches neither its task nor its snapshot.
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Containers, type Container as ContainerProto } from "../gen/containerd/services/containers/v1/containers_pb.js";
+import {
+  Containers,
+  type Container as ContainerProto,
+} from "../gen/containerd/services/containers/v1/containers_pb.js";
 import {
   ContainerCreateSchema,
   ContainerUpdateSchema,
@@ -10,7 +13,6 @@ import {
 import type { ServiceImpl } from "./grpc-adapter.js";
 import { namespaced } from "./call-context.js";
 import type { ContainerStore, Container } from "../core/metadata/containers.js";
-import type { GcScheduler } from "../core/metadata/gc-scheduler.js";
 import type { Exchange } from "../core/events/exchange.js";
 import type { AnyValue } from "../core/any-value.js";
 import { packEvent } from "./event-payloads.js";
@@ -33,7 +35,9 @@ function toProto(c: Container) {
     snapshotKey: c.snapshotKey,
     createdAt: timestampFromDate(c.createdAt),
     updatedAt: timestampFromDate(c.updatedAt),
-    extensions: Object.fromEntries(Object.entries(c.extensions).map(([k, v]) => [k, { typeUrl: v.typeUrl, value: v.value }])),
+    extensions: Object.fromEntries(
+      Object.entries(c.extensions).map(([k, v]) => [k, { typeUrl: v.typeUrl, value: v.value }]),
+    ),
     sandbox: c.sandbox,
   };
 }
@@ -58,9 +62,8 @@ function fromProto(c: ContainerProto | undefined): Omit<Container, "createdAt" |
 export function containersService(deps: {
   containers: ContainerStore;
   events: Exchange;
-  gc: GcScheduler;
 }): ServiceImpl<(typeof Containers)["method"]> {
-  const { containers, events, gc } = deps;
+  const { containers, events } = deps;
   return {
     get: async (req, ctx) => ({ container: toProto(containers.get(namespaced(ctx), req.id)) }),
     list: async (req, ctx) => ({ containers: containers.list(namespaced(ctx), req.filters).map(toProto) }),
@@ -100,7 +103,6 @@ export function containersService(deps: {
       const rc = namespaced(ctx);
       containers.delete(rc, req.id);
       events.publish(rc.namespace, "/containers/delete", packEvent(ContainerDeleteSchema, { id: req.id }));
-      gc.markDirty();
       return {};
     },
   };

@@ -43,7 +43,7 @@ const statusToProto = (s: Status) => ({
 
 const listBatch = 100;
 
-export function contentService(deps: { storeFor: ContentStoreFor; events: Exchange; onDelete: () => void }) {
+export function contentService(deps: { storeFor: ContentStoreFor; events: Exchange }) {
   const { storeFor, events } = deps;
   const impl: ServiceImpl<(typeof Content)["method"]> = {
     info: async (req, ctx) => ({ info: infoToProto(await storeFor(namespaced(ctx)).info(req.digest)) }),
@@ -68,7 +68,6 @@ export function contentService(deps: { storeFor: ContentStoreFor; events: Exchan
       const rc = namespaced(ctx);
       await storeFor(rc).delete(req.digest);
       events.publish(rc.namespace, "/content/delete", packEvent(ContentDeleteSchema, { digest: req.digest }));
-      deps.onDelete();
       return {};
     },
     read: async function* (req, ctx) {

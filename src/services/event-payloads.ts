@@ -13,7 +13,14 @@ export function packEvent<S extends DescMessage>(schema: S, init: MessageInitSha
 }
 
 const known = new Map<string, DescMessage>();
-for (const mod of [containerEvents, contentEvents, imageEvents, namespaceEvents, snapshotEvents, taskEvents]) {
+for (const mod of [
+  containerEvents,
+  contentEvents,
+  imageEvents,
+  namespaceEvents,
+  snapshotEvents,
+  taskEvents,
+]) {
   for (const value of Object.values(mod)) {
     const v = value as { kind?: string; typeName?: string };
     if (v && v.kind === "message" && v.typeName) known.set(v.typeName, value as DescMessage);

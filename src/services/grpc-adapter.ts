@@ -42,6 +42,9 @@ export interface AdapterOptions {
 }
 
 function toServiceError(err: unknown): Partial<grpc.StatusObject> {
+  // A client that goes away mid-stream surfaces as an AbortError from the request iterator.
+  if ((err as { code?: unknown } | null)?.code === "ABORT_ERR")
+    return { code: grpc.status.CANCELLED, details: "context canceled" };
   const e = BerthError.from(err);
   return { code: grpcCodeOf(e), details: e.message };
 }

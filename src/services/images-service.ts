@@ -1,7 +1,11 @@
 // containerd.services.images.v1.Images: image records by name; emits /images/*; Delete{sync} waits for GC.
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Images, type Image as ImageProto } from "../gen/containerd/services/images/v1/images_pb.js";
-import { ImageCreateSchema, ImageUpdateSchema, ImageDeleteSchema } from "../gen/containerd/events/image_pb.js";
+import {
+  ImageCreateSchema,
+  ImageUpdateSchema,
+  ImageDeleteSchema,
+} from "../gen/containerd/events/image_pb.js";
 import type { ServiceImpl } from "./grpc-adapter.js";
 import { namespaced } from "./call-context.js";
 import type { ImageStore, Image } from "../core/metadata/images.js";
@@ -38,13 +42,21 @@ export function imagesService(deps: {
     create: async (req, ctx) => {
       const rc = namespaced(ctx);
       const created = images.create(rc, fromProto(req.image));
-      events.publish(rc.namespace, "/images/create", packEvent(ImageCreateSchema, { name: created.name, labels: created.labels }));
+      events.publish(
+        rc.namespace,
+        "/images/create",
+        packEvent(ImageCreateSchema, { name: created.name, labels: created.labels }),
+      );
       return { image: toProto(created) };
     },
     update: async (req, ctx) => {
       const rc = namespaced(ctx);
       const updated = images.update(rc, fromProto(req.image), req.updateMask?.paths ?? []);
-      events.publish(rc.namespace, "/images/update", packEvent(ImageUpdateSchema, { name: updated.name, labels: updated.labels }));
+      events.publish(
+        rc.namespace,
+        "/images/update",
+        packEvent(ImageUpdateSchema, { name: updated.name, labels: updated.labels }),
+      );
       return { image: toProto(updated) };
     },
     delete: async (req, ctx) => {
@@ -52,7 +64,6 @@ export function imagesService(deps: {
       images.delete(rc, req.name);
       events.publish(rc.namespace, "/images/delete", packEvent(ImageDeleteSchema, { name: req.name }));
       if (req.sync) await gc.runNow();
-      else gc.markDirty();
       return {};
     },
   };

@@ -45,7 +45,9 @@ export function introspectionService(deps: IntrospectionDeps): ServiceImpl<(type
             pluginAdaptor({
               type: p.type,
               id: p.id,
-              platforms: p.platforms.map((x) => `${x.os}/${x.architecture}${x.variant ? `/${x.variant}` : ""}`),
+              platforms: p.platforms.map(
+                (x) => `${x.os}/${x.architecture}${x.variant ? `/${x.variant}` : ""}`,
+              ),
               capabilities: p.capabilities,
             }),
           ),

@@ -11,14 +11,18 @@ export { Leases };
 
 const toProto = (l: Lease) => ({ id: l.id, labels: l.labels, createdAt: timestampFromDate(l.createdAt) });
 
-export function leasesService(deps: { leases: LeaseManager; gc: GcScheduler }): ServiceImpl<(typeof Leases)["method"]> {
+export function leasesService(deps: {
+  leases: LeaseManager;
+  gc: GcScheduler;
+}): ServiceImpl<(typeof Leases)["method"]> {
   const { leases, gc } = deps;
   return {
-    create: async (req, ctx) => ({ lease: toProto(leases.create(namespaced(ctx), { id: req.id, labels: req.labels })) }),
+    create: async (req, ctx) => ({
+      lease: toProto(leases.create(namespaced(ctx), { id: req.id, labels: req.labels })),
+    }),
     delete: async (req, ctx) => {
       leases.delete(namespaced(ctx), req.id);
       if (req.sync) await gc.runNow();
-      else gc.markDirty();
       return {};
     },
     list: async (req, ctx) => ({ leases: leases.list(namespaced(ctx), req.filters).map(toProto) }),
@@ -30,7 +34,6 @@ export function leasesService(deps: { leases: LeaseManager; gc: GcScheduler }): 
     deleteResource: async (req, ctx) => {
       if (!req.resource) throw invalidArgument("resource must not be empty");
       leases.deleteResource(namespaced(ctx), req.id, { id: req.resource.id, type: req.resource.type });
-      gc.markDirty();
       return {};
     },
     listResources: async (req, ctx) => ({ resources: leases.listResources(namespaced(ctx), req.id) }),

@@ -21,20 +21,21 @@ export function namespacesService(deps: {
   return {
     get: async (req) => ({ namespace: store.get(req.name) }),
     list: async () => ({ namespaces: store.list().map((name) => store.get(name)) }),
-    create: async (req) => {
+    create: async (req, ctx) => {
       if (!req.namespace) throw invalidArgument("namespace must not be empty");
       const { name, labels } = req.namespace;
       store.create(name, labels);
       const created = store.get(name);
-      events.publish(name, "/namespaces/create", packEvent(NamespaceCreateSchema, created));
+      // containerd publishes create and update in the caller's namespace, delete in the deleted one.
+      events.publish(ctx.namespace || name, "/namespaces/create", packEvent(NamespaceCreateSchema, created));
       return { namespace: created };
     },
-    update: async (req) => {
+    update: async (req, ctx) => {
       if (!req.namespace) throw invalidArgument("namespace must not be empty");
       const { name, labels } = req.namespace;
       store.update(name, labels, req.updateMask?.paths ?? []);
       const updated = store.get(name);
-      events.publish(name, "/namespaces/update", packEvent(NamespaceUpdateSchema, updated));
+      events.publish(ctx.namespace || name, "/namespaces/update", packEvent(NamespaceUpdateSchema, updated));
       return { namespace: updated };
     },
     delete: async (req) => {

@@ -14,7 +14,8 @@ export interface Frame {
 }
 
 export function encodeFrame(f: Frame): Buffer {
-  if (f.payload.length > maxPayload) throw new Error(`ttrpc payload of ${f.payload.length} bytes exceeds ${maxPayload}`);
+  if (f.payload.length > maxPayload)
+    throw new Error(`ttrpc payload of ${f.payload.length} bytes exceeds ${maxPayload}`);
   const header = Buffer.alloc(headerLength);
   header.writeUInt32BE(f.payload.length, 0);
   header.writeUInt32BE(f.streamId, 4);

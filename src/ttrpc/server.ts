@@ -61,7 +61,14 @@ export function createTtrpcServer(opts: { onError?: (err: unknown) => void } = {
         if (frame.type !== MessageType.request) continue;
         void dispatch(frame.payload, controller.signal).then((response) => {
           if (!sock.destroyed)
-            sock.write(encodeFrame({ streamId: frame.streamId, type: MessageType.response, flags: 0, payload: response }));
+            sock.write(
+              encodeFrame({
+                streamId: frame.streamId,
+                type: MessageType.response,
+                flags: 0,
+                payload: response,
+              }),
+            );
         });
       }
     });
@@ -85,7 +92,10 @@ export function createTtrpcServer(opts: { onError?: (err: unknown) => void } = {
       const out = await route.handler(input, { metadata, signal });
       const msg = create(route.output, out as MessageShape<DescMessage>);
       return Buffer.from(
-        toBinary(ResponseSchema, create(ResponseSchema, { status: { code: 0 }, payload: toBinary(route.output, msg) })),
+        toBinary(
+          ResponseSchema,
+          create(ResponseSchema, { status: { code: 0 }, payload: toBinary(route.output, msg) }),
+        ),
       );
     } catch (err) {
       return status(grpcCodeOf(err), BerthError.from(err).message);
@@ -97,7 +107,11 @@ export function createTtrpcServer(opts: { onError?: (err: unknown) => void } = {
       for (const method of service.methods) {
         const handler = (impl as Record<string, UnaryHandler | undefined>)[method.localName];
         if (!handler) continue;
-        routes.set(`/${service.typeName}/${method.name}`, { input: method.input, output: method.output, handler });
+        routes.set(`/${service.typeName}/${method.name}`, {
+          input: method.input,
+          output: method.output,
+          handler,
+        });
       }
     },
     listen(path) {

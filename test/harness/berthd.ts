@@ -11,6 +11,8 @@ import { waitReady } from "./wait-ready.js";
 export const BERTHD_PATH = fileURLToPath(new URL("../../bin/berthd", import.meta.url));
 
 export interface BerthdOptions {
+  /** The executable; BERTHD_PATH by default (another build, or a stand-in in the harness's own tests). */
+  binary?: string;
   /** Reuse a root (e.g. to restart on the same data); the caller then owns its removal. */
   root?: string;
   state?: string;
@@ -45,8 +47,9 @@ export interface BerthdHandle {
  * given) are removed once the daemon has stopped; given root/state survive for a restart.
  */
 export async function startBerthd(opts: BerthdOptions = {}): Promise<BerthdHandle> {
-  await access(BERTHD_PATH).catch(() => {
-    throw new Error(`${BERTHD_PATH} is missing: run \`npm run build\` first`);
+  const binary = opts.binary ?? BERTHD_PATH;
+  await access(binary).catch(() => {
+    throw new Error(`${binary} is missing: run \`npm run build\` first`);
   });
   const dir = await makeTempDir("berthd");
   const root = opts.root ?? join(dir, "root");
@@ -56,8 +59,18 @@ export async function startBerthd(opts: BerthdOptions = {}): Promise<BerthdHandl
   await mkdir(state, { recursive: true });
 
   const daemon = spawnDaemon(
-    BERTHD_PATH,
-    ["--root", root, "--state", state, "--address", address, "--log-level", "debug", ...(opts.extraArgs ?? [])],
+    binary,
+    [
+      "--root",
+      root,
+      "--state",
+      state,
+      "--address",
+      address,
+      "--log-level",
+      "debug",
+      ...(opts.extraArgs ?? []),
+    ],
     { env: { ...process.env, ...opts.env } },
   );
   let cleaned = false;

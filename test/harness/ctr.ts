@@ -57,7 +57,11 @@ export function runCtr(address: string, args: readonly string[], opts: CtrOption
     });
     child.on("close", (code) => {
       clearTimeout(timer);
-      resolvePromise({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+      resolvePromise({
+        code: code ?? -1,
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+      });
     });
     // ctr may exit before reading its stdin; EPIPE then is not our failure.
     child.stdin.on("error", () => undefined);
@@ -66,7 +70,11 @@ export function runCtr(address: string, args: readonly string[], opts: CtrOption
 }
 
 /** Runs ctr and throws (with stderr) unless it exits 0. Resolves with stdout. */
-export async function ctrOk(address: string, args: readonly string[], opts: CtrOptions = {}): Promise<string> {
+export async function ctrOk(
+  address: string,
+  args: readonly string[],
+  opts: CtrOptions = {},
+): Promise<string> {
   const result = await runCtr(address, args, opts);
   if (result.code !== 0) {
     throw new Error(
@@ -87,7 +95,11 @@ export interface CtrProcess {
   stop(signal?: NodeJS.Signals): Promise<CtrResult>;
 }
 
-export function spawnCtr(address: string, args: readonly string[], opts: Omit<CtrOptions, "timeoutMs"> = {}): CtrProcess {
+export function spawnCtr(
+  address: string,
+  args: readonly string[],
+  opts: Omit<CtrOptions, "timeoutMs"> = {},
+): CtrProcess {
   const child = spawn(CTR_PATH, ctrArgv(address, args, opts.namespace), {
     env: ctrEnv(opts.env),
     stdio: ["pipe", "pipe", "pipe"],

@@ -16,7 +16,11 @@ export interface DaemonProcess {
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number | null>;
 }
 
-export function spawnDaemon(command: string, args: readonly string[], opts: SpawnOptions = {}): DaemonProcess {
+export function spawnDaemon(
+  command: string,
+  args: readonly string[],
+  opts: SpawnOptions = {},
+): DaemonProcess {
   const child = spawn(command, args, { ...opts, stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
   const append = (chunk: Buffer): void => {

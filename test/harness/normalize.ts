@@ -13,7 +13,7 @@ const UUID = /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/g
  * containerd's random ids (`leases.WithRandomID`, unpack keys "extract-<id> <chainID>"):
  * the nanosecond part of the clock (1-9 digits), "-", 4 base64url characters.
  */
-const RANDOM_ID = /(?<![\w-])\d{1,9}-[A-Za-z0-9_-]{4}(?![\w-])/g;
+const RANDOM_ID = /(?<=^|[^\w-]|extract-)\d{1,9}-[A-Za-z0-9_-]{4}(?![\w-])/g;
 /** Paths of harness temp dirs (socket dirs, roots, fifo dirs), which differ per daemon. */
 const TEMP_PATH = /\/tmp\/berth-test-[^/\s"',]+/g;
 
@@ -43,7 +43,9 @@ export function normalizePids(text: string): string {
   return text
     .replace(/"pid":\d+/g, '"pid":<PID>')
     .split("\n")
-    .map((line) => line.replace(/^(\S+\s+)\d+(\s+(?:RUNNING|STOPPED|CREATED|PAUSED|PAUSING|UNKNOWN)\b)/, "$1<PID>$2"))
+    .map((line) =>
+      line.replace(/^(\S+\s+)\d+(\s+(?:RUNNING|STOPPED|CREATED|PAUSED|PAUSING|UNKNOWN)\b)/, "$1<PID>$2"),
+    )
     .join("\n");
 }
 

@@ -108,9 +108,10 @@ export async function createLocalContentStore(root: string): Promise<LocalConten
 
   async function openWriter(opts: WriterOptions): Promise<LocalWriter> {
     const ref = opts.ref;
-    const total = opts.total ?? 0;
+    // A negative total means "unknown", as containerd only ever acts on total > 0.
+    const total = Math.max(0, opts.total ?? 0);
     const expected = opts.expected ?? "";
-    if (!Number.isSafeInteger(total) || total < 0) throw invalidArgument(`invalid total ${total}`);
+    if (!Number.isSafeInteger(total)) throw invalidArgument(`invalid total ${opts.total}`);
     if (expected !== "") {
       const target = blobPath(expected);
       if (await pathExists(target)) throw alreadyExists(`content ${expected}`);

@@ -28,6 +28,7 @@ const generalCategories = new Set(
 // Go's \s is ASCII-only, JavaScript's is Unicode.
 const goSpace = "\\t\\n\\f\\r ";
 
+// Internal signal for "Go syntax we do not translate"; compileGoRegexp catches it, it never escapes.
 class Unsupported extends Error {}
 
 function hexByte(ch: string): string {
@@ -182,12 +183,16 @@ class Translator {
 
 /**
  * Returns undefined when the pattern is not valid (containerd 1.6 then logs and never matches).
- * A leading flag group `(?i)`, `(?s)`, `(?m)`, `(?U)` is honoured; flags mid-pattern are not.
+ * Leading flag groups such as `(?i)` or `(?is)` are honoured; flags mid-pattern or scoped
+ * `(?i:…)` groups are not (Node 20's RegExp has no modifiers), so such patterns never match.
  */
 export function compileGoRegexp(pattern: string): RegExp | undefined {
-  const lead = /^\(\?([imsU]+)\)/.exec(pattern);
-  const goFlags = lead?.[1] ?? "";
-  const body = lead ? pattern.slice(lead[0].length) : pattern;
+  let goFlags = "";
+  let body = pattern;
+  for (let lead = /^\(\?([imsU]+)\)/.exec(body); lead; lead = /^\(\?([imsU]+)\)/.exec(body)) {
+    goFlags += lead[1] ?? "";
+    body = body.slice(lead[0].length);
+  }
   // (?U) only swaps greediness, which cannot change whether something matches.
   const flags = [..."ims"].filter((f) => goFlags.includes(f)).join("") + "u";
   try {

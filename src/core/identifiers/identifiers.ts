@@ -8,6 +8,9 @@ const identifierRe = /^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$/;
 export function validateIdentifier(s: string): void {
   if (s.length === 0) throw invalidArgument("identifier must not be empty");
   if (s.length > maxLength)
-    throw invalidArgument(`identifier ${JSON.stringify(s)} greater than maximum length (${maxLength} characters)`);
-  if (!identifierRe.test(s)) throw invalidArgument(`identifier ${JSON.stringify(s)} must match ${identifierRe.source}`);
+    throw invalidArgument(
+      `identifier ${JSON.stringify(s)} greater than maximum length (${maxLength} characters)`,
+    );
+  if (!identifierRe.test(s))
+    throw invalidArgument(`identifier ${JSON.stringify(s)} must match ${identifierRe.source}`);
 }

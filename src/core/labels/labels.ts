@@ -8,7 +8,9 @@ export function validateLabel(key: string, value: string): void {
   const size = Buffer.byteLength(key) + Buffer.byteLength(value);
   if (size > maxLabelSize) {
     const shown = key.length > 10 ? `${key.slice(0, 10)}...` : key;
-    throw invalidArgument(`label key and value greater than maximum size (${maxLabelSize} bytes), key: ${shown}`);
+    throw invalidArgument(
+      `label key and value greater than maximum size (${maxLabelSize} bytes), key: ${shown}`,
+    );
   }
 }
 

@@ -6,6 +6,7 @@ import {
   invalidArgument,
   isCode,
   notFound,
+  unavailable,
 } from "../../errdefs/errors.js";
 import type { RequestContext } from "../context.js";
 import type { Info, Status, Store, Writer, WriterOptions } from "../content/content.js";
@@ -89,16 +90,22 @@ export function createNamespacedContentStore(
   const lock = opts.lock ?? new CollectionLock();
 
   const q = {
-    content: db.prepare("SELECT digest, size, labels, created_at, updated_at FROM content WHERE namespace = ? AND digest = ?"),
+    content: db.prepare(
+      "SELECT digest, size, labels, created_at, updated_at FROM content WHERE namespace = ? AND digest = ?",
+    ),
     contentAll: db.prepare(
       "SELECT digest, size, labels, created_at, updated_at FROM content WHERE namespace = ? ORDER BY digest",
     ),
     contentInsert: db.prepare(
       "INSERT INTO content (namespace, digest, size, labels, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
     ),
-    contentLabels: db.prepare("UPDATE content SET labels = ?, updated_at = ? WHERE namespace = ? AND digest = ?"),
+    contentLabels: db.prepare(
+      "UPDATE content SET labels = ?, updated_at = ? WHERE namespace = ? AND digest = ?",
+    ),
     contentDelete: db.prepare("DELETE FROM content WHERE namespace = ? AND digest = ?"),
-    ingest: db.prepare("SELECT ref, backend_ref, expected, expires_at FROM ingests WHERE namespace = ? AND ref = ?"),
+    ingest: db.prepare(
+      "SELECT ref, backend_ref, expected, expires_at FROM ingests WHERE namespace = ? AND ref = ?",
+    ),
     ingestAll: db.prepare(
       "SELECT ref, backend_ref, expected, expires_at FROM ingests WHERE namespace = ? ORDER BY ref",
     ),
@@ -138,6 +145,26 @@ export function createNamespacedContentStore(
     };
   }
 
+  /**
+   * Opens the backend writer under the namespaced ref. The backend refuses an expected digest it
+   * already holds, but in this namespace (isolated policy, or a size that did not match) the bytes
+   * must still be written, so then the expectation is left to the commit. Lock errors name the
+   * client's ref, not the backend's.
+   */
+  async function openBackendWriter(ref: string, backendRef: string, total: number, expected: string) {
+    try {
+      try {
+        return await backend.writer({ ref: backendRef, total, expected });
+      } catch (err) {
+        if (expected === "" || !isCode(err, "already-exists")) throw err;
+        return await backend.writer({ ref: backendRef, total, expected: "" });
+      }
+    } catch (err) {
+      if (isCode(err, "unavailable")) throw unavailable(`ref ${ref} locked`);
+      throw err;
+    }
+  }
+
   async function ingestStatus(ref: string, row: IngestRow): Promise<Status> {
     if (row.expected !== "") return sharedStatus(ref, row.expected);
     const st = await backend.status(row.backend_ref);
@@ -149,12 +176,14 @@ export function createNamespacedContentStore(
 
     return {
       async info(digest: string): Promise<Info> {
+        validateDigest(digest);
         const row = getContent(ns, digest);
         if (row === undefined) throw notFound(`content digest ${digest}`);
         return rowToInfo(row);
       },
 
       async update(info: Pick<Info, "digest" | "labels">, fieldpaths: string[]): Promise<Info> {
+        validateDigest(info.digest);
         return db.transaction(() => {
           const row = getContent(ns, info.digest);
           if (row === undefined) throw notFound(`content digest ${info.digest}`);
@@ -183,6 +212,7 @@ export function createNamespacedContentStore(
       },
 
       async delete(digest: string): Promise<void> {
+        validateDigest(digest);
         db.transaction(() => {
           if (q.contentDelete.run(ns, digest).changes === 0) throw notFound(`content digest ${digest}`);
           removeLeaseResource(db, ctx, "content", digest);
@@ -192,6 +222,7 @@ export function createNamespacedContentStore(
 
       read(digest: string, offset: number, length: number): AsyncIterable<Uint8Array> {
         return (async function* () {
+          validateDigest(digest);
           if (getContent(ns, digest) === undefined) throw notFound(`content digest ${digest}`);
           yield* backend.read(digest, offset, length);
         })();
@@ -251,9 +282,7 @@ export function createNamespacedContentStore(
           let w: Writer | undefined;
           if (!sharedBlob) {
             try {
-              // The expected digest is checked at commit; passing it on would make the backend
-              // refuse a blob that exists in another namespace, which this one must still write.
-              w = await backend.writer({ ref: opened.backendRef, total, expected: "" });
+              w = await openBackendWriter(ref, opened.backendRef, total, expected);
             } catch (err) {
               if (opened.created) {
                 db.transaction(() => {
@@ -271,11 +300,10 @@ export function createNamespacedContentStore(
             shared: sharedBlob ? { expected, size: total, at: new Date(now()) } : undefined,
             commit: (digest, size, labels) => commitRow(ctx, ref, digest, size, labels),
             unshare: async () => {
-              const bw = await backend.writer({ ref: opened.backendRef, total, expected: "" });
+              const bw = await openBackendWriter(ref, opened.backendRef, total, expected);
               q.ingestUnshare.run(ns, ref);
               return bw;
             },
-            readShared: () => backend.read(expected, 0, 0),
             backendBlobSize: async (digest) => (await backend.info(digest)).size,
             lock,
             checkLease: () => checkLease(ctx),
@@ -326,7 +354,13 @@ export function createNamespacedContentStore(
    * Records a committed blob in ctx's namespace: drops the ingest row, inserts the content row and
    * leases it, in one transaction. Returns true when the namespace already had it.
    */
-  function commitRow(ctx: RequestContext, ref: string, digest: string, size: number, labels: Record<string, string>) {
+  function commitRow(
+    ctx: RequestContext,
+    ref: string,
+    digest: string,
+    size: number,
+    labels: Record<string, string>,
+  ) {
     const ns = ctx.namespace;
     return db.transaction(() => {
       q.ingestDelete.run(ns, ref);
@@ -352,7 +386,6 @@ interface NamespacedWriterInit {
   shared: { expected: string; size: number; at: Date } | undefined;
   commit: (digest: string, size: number, labels: Record<string, string>) => boolean;
   unshare: () => Promise<Writer>;
-  readShared: () => AsyncIterable<Uint8Array>;
   backendBlobSize: (digest: string) => Promise<number>;
   lock: CollectionLock;
   checkLease: () => void;
@@ -379,7 +412,14 @@ class NamespacedWriter implements Writer {
     if (this.#w !== undefined) return { ...(await this.#w.status()), ref: this.ref };
     const s = this.#shared;
     if (s === undefined) throw failedPrecondition(`writer ${this.ref} is closed`);
-    return { ref: this.ref, offset: s.size, total: s.size, expected: s.expected, startedAt: s.at, updatedAt: s.at };
+    return {
+      ref: this.ref,
+      offset: s.size,
+      total: s.size,
+      expected: s.expected,
+      startedAt: s.at,
+      updatedAt: s.at,
+    };
   }
 
   digest(): string {
@@ -392,10 +432,10 @@ class NamespacedWriter implements Writer {
       const s = this.#shared;
       if (this.#w === undefined && s !== undefined) {
         if (data.length === 0) return s.size;
-        // A write on a shared ingest continues after the bytes the client was told exist, so
-        // those bytes must really be in this ingest first (containerd copies them too).
-        const w = await this.#unshare();
-        for await (const chunk of this.#init.readShared()) await w.write(chunk);
+        // The caller sends the bytes although the backend has them: it is uploading from the
+        // start (containerd would append to a copy, which no caller that writes everything
+        // wants). Clients that look at the offset (the Write RPC, content.Copy) never get here.
+        await this.#unshare();
       }
       return this.#live().write(data);
     });

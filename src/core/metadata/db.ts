@@ -103,7 +103,9 @@ export function openMetadataDB(path: string): MetadataDB {
   db.pragma("foreign_keys = ON");
   db.pragma("busy_timeout = 5000");
   db.exec(schema);
-  db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)").run(String(schemaVersion));
+  db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)").run(
+    String(schemaVersion),
+  );
   return db;
 }
 

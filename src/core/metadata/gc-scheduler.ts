@@ -48,7 +48,8 @@ export function createGcScheduler(opts: GcSchedulerOptions): GcScheduler {
   const pauseThreshold = opts.pauseThreshold ?? 0.02;
   const onError =
     opts.onError ??
-    ((err: unknown) => process.emitWarning(`garbage collection failed: ${err instanceof Error ? err.message : String(err)}`));
+    ((err: unknown) =>
+      process.emitWarning(`garbage collection failed: ${err instanceof Error ? err.message : String(err)}`));
 
   let current: Promise<GcStats> | undefined;
   /** A run asked for by runNow while another was running; it starts when that one ends. */

@@ -103,7 +103,11 @@ export class CollectionLock {
   #release(exclusive: boolean): void {
     if (exclusive) this.#writer = false;
     else this.#readers--;
-    for (let next = this.#waiting[0]; next !== undefined && this.#canGrant(next.exclusive); next = this.#waiting[0]) {
+    for (
+      let next = this.#waiting[0];
+      next !== undefined && this.#canGrant(next.exclusive);
+      next = this.#waiting[0]
+    ) {
       this.#waiting.shift();
       this.#grant(next.exclusive);
       next.wake();
@@ -217,7 +221,9 @@ function markAndSweep(db: MetadataDB, now: number): SweepResult {
     target_digest: string;
     labels: string;
   }>;
-  const containers = db.prepare("SELECT namespace, snapshotter, snapshot_key, labels FROM containers").all() as Array<{
+  const containers = db
+    .prepare("SELECT namespace, snapshotter, snapshot_key, labels FROM containers")
+    .all() as Array<{
     namespace: string;
     snapshotter: string;
     snapshot_key: string;
@@ -225,10 +231,14 @@ function markAndSweep(db: MetadataDB, now: number): SweepResult {
   }>;
 
   const contentLabels = new Map<string, Labels>();
-  for (const c of contents) contentLabels.set(nodeKey(contentNode(c.namespace, c.digest)), parseLabels(c.labels));
+  for (const c of contents)
+    contentLabels.set(nodeKey(contentNode(c.namespace, c.digest)), parseLabels(c.labels));
   const snapshotByKey = new Map<string, { row: SnapshotRow; labels: Labels }>();
   for (const s of snapshots) {
-    snapshotByKey.set(nodeKey(snapshotNode(s.namespace, s.snapshotter, s.key)), { row: s, labels: parseLabels(s.labels) });
+    snapshotByKey.set(nodeKey(snapshotNode(s.namespace, s.snapshotter, s.key)), {
+      row: s,
+      labels: parseLabels(s.labels),
+    });
   }
   const ingestByKey = new Map<string, IngestRow>();
   for (const i of ingests) ingestByKey.set(nodeKey(ingestNode(i.namespace, i.ref)), i);
@@ -252,7 +262,8 @@ function markAndSweep(db: MetadataDB, now: number): SweepResult {
     labelReferences(img.namespace, parseLabels(img.labels), mark);
   }
   for (const c of containers) {
-    if (c.snapshotter !== "" && c.snapshot_key !== "") mark(snapshotNode(c.namespace, c.snapshotter, c.snapshot_key));
+    if (c.snapshotter !== "" && c.snapshot_key !== "")
+      mark(snapshotNode(c.namespace, c.snapshotter, c.snapshot_key));
     labelReferences(c.namespace, parseLabels(c.labels), mark);
   }
   for (const c of contents) {
@@ -287,7 +298,8 @@ function markAndSweep(db: MetadataDB, now: number): SweepResult {
     const keep = lease.flat ? markFlat : mark;
     if (r.type === "content") keep(contentNode(r.namespace, r.id));
     else if (r.type === "ingests") mark(ingestNode(r.namespace, r.id));
-    else if (r.type.startsWith("snapshots/")) keep(snapshotNode(r.namespace, r.type.slice("snapshots/".length), r.id));
+    else if (r.type.startsWith("snapshots/"))
+      keep(snapshotNode(r.namespace, r.type.slice("snapshots/".length), r.id));
   }
 
   for (let n = gray.pop(); n !== undefined; n = gray.pop()) {
@@ -309,7 +321,8 @@ function markAndSweep(db: MetadataDB, now: number): SweepResult {
   let contentRemoved = 0;
   const delContent = db.prepare("DELETE FROM content WHERE namespace = ? AND digest = ?");
   for (const c of contents) {
-    if (!reachable(contentNode(c.namespace, c.digest))) contentRemoved += delContent.run(c.namespace, c.digest).changes;
+    if (!reachable(contentNode(c.namespace, c.digest)))
+      contentRemoved += delContent.run(c.namespace, c.digest).changes;
   }
 
   let ingestsRemoved = 0;
@@ -341,10 +354,18 @@ function markAndSweep(db: MetadataDB, now: number): SweepResult {
   // What the backend must keep, over all namespaces: every committed digest, and the blobs shared
   // ingests are about to link (they may belong to another namespace that just dropped them).
   const referencedBlobs = new Set(
-    (db.prepare("SELECT digest AS d FROM content UNION SELECT expected AS d FROM ingests WHERE expected != ''").all() as Array<{ d: string }>).map((r) => r.d),
+    (
+      db
+        .prepare(
+          "SELECT digest AS d FROM content UNION SELECT expected AS d FROM ingests WHERE expected != ''",
+        )
+        .all() as Array<{ d: string }>
+    ).map((r) => r.d),
   );
   const liveBackendRefs = new Set(
-    (db.prepare("SELECT backend_ref FROM ingests").all() as Array<{ backend_ref: string }>).map((r) => r.backend_ref),
+    (db.prepare("SELECT backend_ref FROM ingests").all() as Array<{ backend_ref: string }>).map(
+      (r) => r.backend_ref,
+    ),
   );
 
   return {
@@ -352,7 +373,10 @@ function markAndSweep(db: MetadataDB, now: number): SweepResult {
     ingestsRemoved,
     leasesRemoved,
     removedIngestRefs,
-    removedSnapshots: removed.map(({ row }) => ({ snapshotter: row.snapshotter, backendKey: row.backend_key })),
+    removedSnapshots: removed.map(({ row }) => ({
+      snapshotter: row.snapshotter,
+      backendKey: row.backend_key,
+    })),
     referencedBlobs,
     liveBackendRefs,
   };

@@ -22,7 +22,8 @@ export function validateLeaseResource(type: string, id: string): LeaseResourceTy
       if (id === "") throw invalidArgument(`invalid resource id for type ${type}`);
       return parts[0];
     case "snapshots":
-      if (parts.length !== 2 || parts[1] === "") throw invalidArgument(`invalid snapshot resource type ${type}`);
+      if (parts.length !== 2 || parts[1] === "")
+        throw invalidArgument(`invalid snapshot resource type ${type}`);
       if (id === "") throw invalidArgument(`invalid resource id for type ${type}`);
       return `snapshots/${parts[1]}`;
     default:
@@ -32,7 +33,9 @@ export function validateLeaseResource(type: string, id: string): LeaseResourceTy
 
 /** True when the lease exists in the namespace. */
 export function leaseExists(db: MetadataDB, namespace: string, lease: string): boolean {
-  return db.prepare("SELECT 1 FROM leases WHERE namespace = ? AND id = ?").get(namespace, lease) !== undefined;
+  return (
+    db.prepare("SELECT 1 FROM leases WHERE namespace = ? AND id = ?").get(namespace, lease) !== undefined
+  );
 }
 
 /**

@@ -77,29 +77,32 @@ export function createNamespaceStore(db: MetadataDB, opts: StoreOptions = {}): N
     return { name, labels: decodeStringMap(stored) };
   });
 
-  const update = db.transaction((name: string, labels: Record<string, string>, paths: string[]): Namespace => {
-    const t = now().getTime();
-    ensureNamespace(db, name, t);
-    let next: Record<string, string>;
-    if (paths.length === 0) {
-      validateLabelsOf("namespace.Labels", labels);
-      next = { ...labels };
-    } else {
-      next = { ...(readLabels(name) ?? {}) };
-      for (const path of paths) {
-        const key = mapPathKey(path, "labels");
-        // containerd's service answers with a bare status here, without the errdefs suffix.
-        if (key === undefined) throw new BerthError("invalid-argument", `cannot update ${quote(path)} field`);
-        const value = ownEntry(labels, key) ?? "";
-        withPrefix("namespace.Labels", () => validateLabel(key, value));
-        if (value === "") delete next[key];
-        else setEntry(next, key, value);
+  const update = db.transaction(
+    (name: string, labels: Record<string, string>, paths: string[]): Namespace => {
+      const t = now().getTime();
+      ensureNamespace(db, name, t);
+      let next: Record<string, string>;
+      if (paths.length === 0) {
+        validateLabelsOf("namespace.Labels", labels);
+        next = { ...labels };
+      } else {
+        next = { ...(readLabels(name) ?? {}) };
+        for (const path of paths) {
+          const key = mapPathKey(path, "labels");
+          // containerd's service answers with a bare status here, without the errdefs suffix.
+          if (key === undefined)
+            throw new BerthError("invalid-argument", `cannot update ${quote(path)} field`);
+          const value = ownEntry(labels, key) ?? "";
+          withPrefix("namespace.Labels", () => validateLabel(key, value));
+          if (value === "") delete next[key];
+          else setEntry(next, key, value);
+        }
       }
-    }
-    const stored = encodeStringMap(next);
-    setLabels.run(stored, t, name);
-    return { name, labels: decodeStringMap(stored) };
-  });
+      const stored = encodeStringMap(next);
+      setLabels.run(stored, t, name);
+      return { name, labels: decodeStringMap(stored) };
+    },
+  );
 
   const remove = db.transaction((name: string): void => {
     if (selectOne.get(name) === undefined) throw notFound(`namespace ${quote(name)}`);

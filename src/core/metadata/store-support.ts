@@ -25,7 +25,8 @@ export function withPrefix<T>(prefix: string, fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof BerthError) throw new BerthError(err.code, `${prefix}: ${err.message}`, { cause: err });
+    if (err instanceof BerthError)
+      throw new BerthError(err.code, `${prefix}: ${err.message}`, { cause: err });
     throw err;
   }
 }

@@ -1,0 +1,103 @@
+// The storage plugins: the content backend, the SQLite metadata (namespaces, images, containers,
+// leases, namespaced content) and the GC scheduler that collects what they leave behind.
+import { join } from "node:path";
+import type { PluginRegistration } from "./plugin.js";
+import type { Logger } from "./logger.js";
+import type { Metrics } from "./metrics.js";
+import { parseDuration } from "./config.js";
+import { createLocalContentStore, type LocalContentStore } from "../core/content/local-store.js";
+import { openMetadataDB, type MetadataDB } from "../core/metadata/db.js";
+import { createNamespaceStore, type NamespaceStore } from "../core/metadata/namespaces.js";
+import { createImageStore, type ImageStore } from "../core/metadata/images.js";
+import { createContainerStore, type ContainerStore } from "../core/metadata/containers.js";
+import { createLeaseManager, type LeaseManager } from "../core/metadata/leases.js";
+import { createNamespacedContentStore, type NamespacedContentStore } from "../core/metadata/content-store.js";
+import { collectGarbage } from "../core/metadata/gc.js";
+import { createGcScheduler, type GcScheduler } from "../core/metadata/gc-scheduler.js";
+
+export interface Metadata {
+  db: MetadataDB;
+  namespaces: NamespaceStore;
+  images: ImageStore;
+  containers: ContainerStore;
+  leases: LeaseManager;
+  content: NamespacedContentStore;
+  backend: LocalContentStore;
+  /** Set by the GC plugin: called after any write that may have left garbage. */
+  onGarbage: () => void;
+  close(): void;
+}
+
+export function metadataPlugins(deps: { log: Logger; metrics: Metrics }): PluginRegistration[] {
+  return [
+    {
+      type: "io.containerd.content.v1",
+      id: "content",
+      init: async (ic) => {
+        ic.exports.root = ic.root;
+        return createLocalContentStore(ic.root);
+      },
+    },
+    {
+      type: "io.containerd.metadata.v1",
+      id: "sqlite",
+      requires: ["io.containerd.content.v1"],
+      init: (ic): Metadata => {
+        const backend = ic.get<LocalContentStore>("io.containerd.content.v1");
+        const path = join(ic.root, "meta.db");
+        ic.exports.path = path;
+        const db = openMetadataDB(path);
+        const policy = ic.config.content_sharing_policy ?? "shared";
+        if (policy !== "shared" && policy !== "isolated")
+          throw new Error(
+            `content_sharing_policy must be "shared" or "isolated", not ${JSON.stringify(policy)}`,
+          );
+        const md: Metadata = {
+          db,
+          backend,
+          onGarbage: () => undefined,
+          namespaces: undefined as unknown as NamespaceStore,
+          images: undefined as unknown as ImageStore,
+          containers: undefined as unknown as ContainerStore,
+          leases: undefined as unknown as LeaseManager,
+          content: undefined as unknown as NamespacedContentStore,
+          close: () => db.close(),
+        };
+        const onMutation = (e: { deletion: boolean }) => {
+          if (e.deletion) md.onGarbage();
+        };
+        md.namespaces = createNamespaceStore(db, { onMutation });
+        md.images = createImageStore(db, { onMutation });
+        md.containers = createContainerStore(db, { onMutation });
+        md.leases = createLeaseManager(db, { onMutation });
+        md.content = createNamespacedContentStore(db, backend, {
+          sharingPolicy: policy,
+          onDelete: () => md.onGarbage(),
+        });
+        return md;
+      },
+    },
+    {
+      type: "io.containerd.gc.v1",
+      id: "scheduler",
+      requires: ["io.containerd.metadata.v1"],
+      init: (ic): GcScheduler => {
+        const md = ic.get<Metadata>("io.containerd.metadata.v1");
+        const cfg = ic.config;
+        const scheduler = createGcScheduler({
+          collect: () => collectGarbage(md.db, { contentBackend: md.backend, lock: md.content.lock }),
+          startupDelayMs: parseDuration(String(cfg.startup_delay ?? "100ms")),
+          scheduleDelayMs: parseDuration(String(cfg.schedule_delay ?? "0s")),
+          pauseThreshold: Number(cfg.pause_threshold ?? 0.02),
+          log: (stats) => {
+            deps.metrics.gcPauseSeconds.observe(stats.durationMs / 1000);
+            deps.log.info({ ...stats }, `garbage collected d=${stats.durationMs.toFixed(3)}ms`);
+          },
+          onError: (err) => deps.log.error({ err }, "garbage collection failed"),
+        });
+        md.onGarbage = () => scheduler.markDirty();
+        return scheduler;
+      },
+    },
+  ];
+}
