@@ -7,7 +7,9 @@ export interface Cleanups {
   run(): Promise<void>;
 }
 
-export function createCleanups(report: (msg: string) => void = (m) => process.stderr.write(`${m}\n`)): Cleanups {
+export function createCleanups(
+  report: (msg: string) => void = (m) => process.stderr.write(`${m}\n`),
+): Cleanups {
   const steps: { label: string; step: () => Promise<unknown> }[] = [];
   let running: Promise<void> | undefined;
   return {

@@ -6,6 +6,7 @@ export async function timeCtr(address: string, args: readonly string[]): Promise
   const start = performance.now();
   const result = await runCtr(address, args, { timeoutMs: 30_000 });
   const ms = performance.now() - start;
-  if (result.code !== 0) throw new Error(`ctr ${args.join(" ")} exited ${result.code}: ${result.stderr.trim()}`);
+  if (result.code !== 0)
+    throw new Error(`ctr ${args.join(" ")} exited ${result.code}: ${result.stderr.trim()}`);
   return ms;
 }

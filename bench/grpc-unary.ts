@@ -1,7 +1,14 @@
 // A minimal grpc-js client for one unary method of a protobuf-es service descriptor, as a Go
 // client would call it: one HTTP/2 channel, optional containerd-namespace header.
 import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageInitShape } from "@bufbuild/protobuf";
+import {
+  create,
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type DescMethod,
+  type MessageInitShape,
+} from "@bufbuild/protobuf";
 
 export interface UnaryCaller {
   /** e.g. "/containerd.services.version.v1.Version/Version". */

@@ -17,6 +17,8 @@ export interface ThroughputResult {
   requestsPerSecond: number;
   /** Daemon CPU microseconds (user+system) per request during the timed window. */
   daemonCpuMicrosPerRequest: number;
+  /** This process's CPU microseconds per request: the client's share (same client for both daemons). */
+  clientCpuMicrosPerRequest: number;
 }
 
 async function loop(caller: UnaryCaller, concurrency: number, until: number): Promise<number> {
@@ -32,18 +34,24 @@ async function loop(caller: UnaryCaller, concurrency: number, until: number): Pr
 }
 
 /** Fails (with the grpc error) on the first failed call: a benchmark of errors measures nothing. */
-export async function measureThroughput(caller: UnaryCaller, opts: ThroughputOptions): Promise<ThroughputResult> {
+export async function measureThroughput(
+  caller: UnaryCaller,
+  opts: ThroughputOptions,
+): Promise<ThroughputResult> {
   await caller.call(); // fail fast, before any timing, if the method is not there
   await loop(caller, opts.concurrency, performance.now() + opts.warmupMs);
   const cpuBefore = await cpuSeconds(opts.daemonPid);
+  const clientBefore = process.cpuUsage();
   const start = performance.now();
   const requests = await loop(caller, opts.concurrency, start + opts.durationMs);
   const seconds = (performance.now() - start) / 1000;
+  const client = process.cpuUsage(clientBefore);
   const cpu = (await cpuSeconds(opts.daemonPid)) - cpuBefore;
   return {
     requests,
     seconds,
     requestsPerSecond: requests / seconds,
     daemonCpuMicrosPerRequest: (cpu * 1e6) / requests,
+    clientCpuMicrosPerRequest: (client.user + client.system) / requests,
   };
 }

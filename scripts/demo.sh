@@ -21,11 +21,11 @@ node --import tsx scripts/build-demo-image.ts "$work/busybox-oci.tar"
 run version
 run plugins ls
 run namespaces create demo team=berth
-run -n demo images import --no-unpack --index-name docker.io/library/busybox:demo "$work/busybox-oci.tar"
+run -n demo images import --no-unpack "$work/busybox-oci.tar"
 run -n demo images ls
 run -n demo images check
 mkdir -p "$work/rootfs"
-run -n demo containers create --rootfs "$work/rootfs" docker.io/library/busybox:demo hello
+run -n demo containers create --rootfs "$work/rootfs" hello /bin/sh
 run -n demo containers ls
 run -n demo content ls
 sleep 0.2; kill $events

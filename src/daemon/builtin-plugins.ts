@@ -17,6 +17,8 @@ import { Content, contentService } from "../services/content-service.js";
 import { Images, imagesService } from "../services/images-service.js";
 import { Containers, containersService } from "../services/containers-service.js";
 import { Leases, leasesService } from "../services/leases-service.js";
+import { Snapshots, snapshotsService } from "../services/snapshots-service.js";
+import { createSnapshotRecords } from "../core/metadata/snapshots.js";
 import type { GcScheduler } from "../core/metadata/gc-scheduler.js";
 import { loadOrCreateServerUUID } from "./uuid.js";
 import { metadataPlugins, type Metadata } from "./metadata-plugins.js";
@@ -97,7 +99,12 @@ export function builtinPlugins(deps: BuiltinDeps): PluginRegistration[] {
         const uuid = loadOrCreateServerUUID(ic.root);
         const platform = { os: "linux", architecture: goArch[arch()] ?? arch(), variant: "" };
         return grpcPlugin("introspection", (s, o) =>
-          registerService(s, Introspection, introspectionService({ plugins: ic.plugins, uuid, platform }), o),
+          registerService(
+            s,
+            Introspection,
+            introspectionService({ plugins: () => ic.plugins(), uuid, platform }),
+            o,
+          ),
         );
       },
     },
@@ -159,6 +166,12 @@ export function builtinPlugins(deps: BuiltinDeps): PluginRegistration[] {
       (md, _gc, events) => (s, o) =>
         registerService(s, Containers, containersService({ containers: md.containers, events }), o),
     ),
+    storageService("snapshots", (md) => {
+      const records = createSnapshotRecords(md.db);
+      // containerd's built-in snapshotter names; their backends arrive with the snapshots work.
+      const snapshotters = new Set(["overlayfs", "native"]);
+      return (s, o) => registerService(s, Snapshots, snapshotsService({ records, snapshotters }), o);
+    }),
     storageService(
       "leases",
       (md, gc) => (s, o) => registerService(s, Leases, leasesService({ leases: md.leases, gc }), o),

@@ -10,6 +10,7 @@ import { initPlugins, type PluginGraph } from "./plugin.js";
 import { builtinPlugins, type GrpcServicePlugin, type Closable } from "./builtin-plugins.js";
 import { prepareSocketPath, secureSocket } from "./socket.js";
 import { createMetrics, type Metrics } from "./metrics.js";
+import type { Exchange } from "../core/events/exchange.js";
 import { startTtrpcEventsServer, type TtrpcEventsServer } from "./ttrpc-events-server.js";
 
 export type DaemonState = "INITIALIZED" | "RUNNING" | "STOPPING" | "STOPPED" | "FAILED";
@@ -95,6 +96,8 @@ export async function startDaemon(cfg: Config, log: Logger): Promise<Daemon> {
       log.info("stopping berthd");
       await ttrpc.close();
       metricsServer?.close();
+      // Subscriptions never end on their own; end them so that in-flight unary calls can drain.
+      for (const exchange of graph.getAll<Exchange>("io.containerd.event.v1").values()) exchange.close();
       // tryShutdown stops accepting and waits for in-flight calls; forceShutdown cancels the rest.
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

@@ -28,6 +28,13 @@ export interface Metadata {
   close(): void;
 }
 
+function durationSetting(v: unknown, fallback: string): string {
+  if (v === undefined) return fallback;
+  if (typeof v !== "string")
+    throw new Error(`duration setting must be a string like "100ms", not ${JSON.stringify(v)}`);
+  return v;
+}
+
 export function metadataPlugins(deps: { log: Logger; metrics: Metrics }): PluginRegistration[] {
   return [
     {
@@ -86,8 +93,8 @@ export function metadataPlugins(deps: { log: Logger; metrics: Metrics }): Plugin
         const cfg = ic.config;
         const scheduler = createGcScheduler({
           collect: () => collectGarbage(md.db, { contentBackend: md.backend, lock: md.content.lock }),
-          startupDelayMs: parseDuration(String(cfg.startup_delay ?? "100ms")),
-          scheduleDelayMs: parseDuration(String(cfg.schedule_delay ?? "0s")),
+          startupDelayMs: parseDuration(durationSetting(cfg.startup_delay, "100ms")),
+          scheduleDelayMs: parseDuration(durationSetting(cfg.schedule_delay, "0s")),
           pauseThreshold: Number(cfg.pause_threshold ?? 0.02),
           log: (stats) => {
             deps.metrics.gcPauseSeconds.observe(stats.durationMs / 1000);

@@ -11,12 +11,12 @@ import {
   ContainerDeleteSchema,
 } from "../gen/containerd/events/container_pb.js";
 import type { ServiceImpl } from "./grpc-adapter.js";
-import { namespaced } from "./call-context.js";
+import { namespaced, type CallContext } from "./call-context.js";
 import type { ContainerStore, Container } from "../core/metadata/containers.js";
 import type { Exchange } from "../core/events/exchange.js";
 import type { AnyValue } from "../core/any-value.js";
 import { packEvent } from "./event-payloads.js";
-import { invalidArgument } from "../errdefs/errors.js";
+import { invalidArgument, isCode } from "../errdefs/errors.js";
 
 export { Containers };
 
@@ -59,6 +59,17 @@ function fromProto(c: ContainerProto | undefined): Omit<Container, "createdAt" |
   };
 }
 
+function listContainers(containers: ContainerStore, ctx: CallContext, filters: string[]): Container[] {
+  const rc = namespaced(ctx);
+  try {
+    return containers.list(rc, filters);
+  } catch (err) {
+    // containerd's service wraps filter errors once more: "...: invalid argument: invalid argument".
+    if (isCode(err, "invalid-argument")) throw invalidArgument((err as Error).message);
+    throw err;
+  }
+}
+
 export function containersService(deps: {
   containers: ContainerStore;
   events: Exchange;
@@ -66,9 +77,9 @@ export function containersService(deps: {
   const { containers, events } = deps;
   return {
     get: async (req, ctx) => ({ container: toProto(containers.get(namespaced(ctx), req.id)) }),
-    list: async (req, ctx) => ({ containers: containers.list(namespaced(ctx), req.filters).map(toProto) }),
+    list: async (req, ctx) => ({ containers: listContainers(containers, ctx, req.filters).map(toProto) }),
     listStream: async function* (req, ctx) {
-      for (const c of containers.list(namespaced(ctx), req.filters)) yield { container: toProto(c) };
+      for (const c of listContainers(containers, ctx, req.filters)) yield { container: toProto(c) };
     },
     create: async (req, ctx) => {
       const rc = namespaced(ctx);

@@ -167,10 +167,12 @@ async function* writeSession(
               throw dataLoss(`wrote ${after - before} of ${req.data.length} bytes`);
             msg.offset = BigInt(after);
           }
-          if (req.action === WriteAction.COMMIT) {
-            await wr.commit(total, expected, Object.keys(req.labels).length > 0 ? req.labels : undefined);
-          }
-          msg.digest = wr.digest();
+          // A committed writer no longer knows its digest; commit returns it, and clients check it
+          // against the digest they expected (content.Copy fails on "unexpected digest" otherwise).
+          msg.digest =
+            req.action === WriteAction.COMMIT
+              ? await wr.commit(total, expected, Object.keys(req.labels).length > 0 ? req.labels : undefined)
+              : wr.digest();
           break;
         }
         default:

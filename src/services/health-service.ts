@@ -32,6 +32,7 @@ export function healthService(state: HealthState): ServiceImpl<(typeof Health)["
           last = current;
           yield { status: current };
         }
+        if (current === Serving.NOT_SERVING) return; // the daemon is stopping: let the stream end
         await state.changed(ctx.signal);
       }
     },

@@ -12,7 +12,7 @@ import type { ImageStore, Image } from "../core/metadata/images.js";
 import type { GcScheduler } from "../core/metadata/gc-scheduler.js";
 import type { Exchange } from "../core/events/exchange.js";
 import { packEvent } from "./event-payloads.js";
-import { invalidArgument } from "../errdefs/errors.js";
+import { invalidArgument, isCode } from "../errdefs/errors.js";
 import { descriptorFromProto, descriptorToProto } from "./descriptor.js";
 
 export { Images };
@@ -38,7 +38,16 @@ export function imagesService(deps: {
   const { images, events, gc } = deps;
   return {
     get: async (req, ctx) => ({ image: toProto(images.get(namespaced(ctx), req.name)) }),
-    list: async (req, ctx) => ({ images: images.list(namespaced(ctx), req.filters).map(toProto) }),
+    list: async (req, ctx) => {
+      const rc = namespaced(ctx);
+      try {
+        return { images: images.list(rc, req.filters).map(toProto) };
+      } catch (err) {
+        // containerd's service wraps filter errors once more: "...: invalid argument: invalid argument".
+        if (isCode(err, "invalid-argument")) throw invalidArgument((err as Error).message);
+        throw err;
+      }
+    },
     create: async (req, ctx) => {
       const rc = namespaced(ctx);
       const created = images.create(rc, fromProto(req.image));

@@ -7,6 +7,7 @@ import type { PluginState } from "../daemon/plugin.js";
 import { PluginSkipped } from "../daemon/plugin.js";
 import { parseFilters } from "../core/filters/filter.js";
 import { pluginAdaptor } from "../core/filters/adaptors.js";
+import { invalidArgument, isCode } from "../errdefs/errors.js";
 
 export { Introspection };
 
@@ -20,7 +21,14 @@ export interface IntrospectionDeps {
 export function introspectionService(deps: IntrospectionDeps): ServiceImpl<(typeof Introspection)["method"]> {
   return {
     plugins: async (req) => {
-      const filter = parseFilters(req.filters);
+      let filter;
+      try {
+        filter = parseFilters(req.filters);
+      } catch (err) {
+        // containerd's service wraps filter errors once more: "...: invalid argument: invalid argument".
+        if (isCode(err, "invalid-argument")) throw invalidArgument((err as Error).message);
+        throw err;
+      }
       const plugins = deps.plugins().map((s) => {
         const r = s.registration;
         const platforms = r.platforms ? [deps.platform] : [];

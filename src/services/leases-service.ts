@@ -3,9 +3,9 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Leases } from "../gen/containerd/services/leases/v1/leases_pb.js";
 import type { ServiceImpl } from "./grpc-adapter.js";
 import { namespaced } from "./call-context.js";
-import type { LeaseManager, Lease } from "../core/metadata/leases.js";
+import { randomLeaseId, type LeaseManager, type Lease } from "../core/metadata/leases.js";
 import type { GcScheduler } from "../core/metadata/gc-scheduler.js";
-import { invalidArgument } from "../errdefs/errors.js";
+import { invalidArgument, isCode } from "../errdefs/errors.js";
 
 export { Leases };
 
@@ -18,14 +18,26 @@ export function leasesService(deps: {
   const { leases, gc } = deps;
   return {
     create: async (req, ctx) => ({
-      lease: toProto(leases.create(namespaced(ctx), { id: req.id, labels: req.labels })),
+      // containerd's service picks a random id when the client gives none.
+      lease: toProto(leases.create(namespaced(ctx), { id: req.id || randomLeaseId(), labels: req.labels })),
     }),
     delete: async (req, ctx) => {
       leases.delete(namespaced(ctx), req.id);
       if (req.sync) await gc.runNow();
       return {};
     },
-    list: async (req, ctx) => ({ leases: leases.list(namespaced(ctx), req.filters).map(toProto) }),
+    list: async (req, ctx) => {
+      const rc = namespaced(ctx);
+      let found: Lease[];
+      try {
+        found = leases.list(rc, req.filters);
+      } catch (err) {
+        // containerd's service wraps filter errors once more: "...: invalid argument: invalid argument".
+        if (isCode(err, "invalid-argument")) throw invalidArgument((err as Error).message);
+        throw err;
+      }
+      return { leases: found.map(toProto) };
+    },
     addResource: async (req, ctx) => {
       if (!req.resource) throw invalidArgument("resource must not be empty");
       leases.addResource(namespaced(ctx), req.id, { id: req.resource.id, type: req.resource.type });

@@ -25,8 +25,10 @@ export function namespacesService(deps: {
       if (!req.namespace) throw invalidArgument("namespace must not be empty");
       const { name, labels } = req.namespace;
       store.create(name, labels);
-      const created = store.get(name);
-      // containerd publishes create and update in the caller's namespace, delete in the deleted one.
+      // containerd answers with, and publishes, the request's namespace rather than the stored one
+      // (a label set to "" shows as such); create and update go out in the caller's namespace,
+      // delete in the deleted one.
+      const created = { name, labels };
       events.publish(ctx.namespace || name, "/namespaces/create", packEvent(NamespaceCreateSchema, created));
       return { namespace: created };
     },
@@ -34,7 +36,7 @@ export function namespacesService(deps: {
       if (!req.namespace) throw invalidArgument("namespace must not be empty");
       const { name, labels } = req.namespace;
       store.update(name, labels, req.updateMask?.paths ?? []);
-      const updated = store.get(name);
+      const updated = { name, labels };
       events.publish(ctx.namespace || name, "/namespaces/update", packEvent(NamespaceUpdateSchema, updated));
       return { namespace: updated };
     },

@@ -25,6 +25,8 @@ export interface Exchange {
   /** Streams envelopes matching filters (ORed strings) until signal aborts. */
   subscribe(filters: string[], signal: AbortSignal): AsyncIterable<Envelope>;
   readonly subscriberCount: number;
+  /** Ends every subscription (their streams complete normally); later subscriptions end at once. */
+  close(): void;
 }
 
 /** A subscriber that falls this far behind is dropped rather than holding daemon memory. */
@@ -51,6 +53,7 @@ interface Subscriber {
 
 export function createExchange(opts: { decode?: EventDecoder } = {}): Exchange {
   const subscribers = new Set<Subscriber>();
+  let closed = false;
   const decode = opts.decode ?? (() => undefined);
 
   function deliver(envelope: Envelope): void {
@@ -110,7 +113,7 @@ export function createExchange(opts: { decode?: EventDecoder } = {}): Exchange {
                 yield next;
                 continue;
               }
-              if (sub.dropped) return;
+              if (sub.dropped || closed) return;
               await new Promise<void>((resolve) => (sub.wake = resolve));
               sub.wake = undefined;
             }
@@ -123,6 +126,10 @@ export function createExchange(opts: { decode?: EventDecoder } = {}): Exchange {
     },
     get subscriberCount() {
       return subscribers.size;
+    },
+    close() {
+      closed = true;
+      for (const sub of subscribers) sub.wake?.();
     },
   };
 }

@@ -205,10 +205,6 @@ void describe("container store", () => {
       invalid("container.Snapshotter field is immutable"),
     );
     assert.throws(
-      () => store.update(ctx, { ...base, sandbox: "pod" }),
-      invalid("container.SandboxID field is immutable"),
-    );
-    assert.throws(
       () => store.update(ctx, { id: "c", runtime: { name: "zzz" } }, ["runtime"]),
       invalid('cannot update "runtime" field on "c"'),
     );
@@ -239,14 +235,16 @@ void describe("container store", () => {
     got = store.update(ctx, { ...bare, spec: newSpec, labels: { only: "1" } }, ["spec", "labels"]);
     assert.deepEqual(got.spec, newSpec);
     assert.deepEqual(got.labels, { only: "1" });
-    // Runtime options are not among the fields a full replace touches.
+    // Runtime options and the sandbox are not among the fields a full replace touches.
     got = store.update(ctx, {
       id: "c",
       runtime: { name: "io.containerd.runc.v2" },
       snapshotter: "overlayfs",
       spec,
+      sandbox: "pod",
     });
     assert.deepEqual(got.runtime, runtime);
+    assert.equal(got.sandbox, "");
     assert.deepEqual(got.labels, {});
 
     assert.throws(

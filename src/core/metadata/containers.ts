@@ -59,8 +59,9 @@ export interface ContainerStore {
   create(ctx: RequestContext, container: ContainerInput): Container;
   /**
    * Field-mask update: "labels", "labels.<k>", "spec", "extensions", "extensions.<k>", "image",
-   * "snapshotkey". No paths replaces all of those and requires runtime.name, snapshotter and
-   * sandbox to be unchanged. NotFound `container "<id>"`; InvalidArgument for other paths.
+   * "snapshotkey". No paths replaces all of those and requires runtime.name and snapshotter to be
+   * unchanged; runtime options and sandbox stay as stored. NotFound `container "<id>"`;
+   * InvalidArgument for other paths.
    */
   update(ctx: RequestContext, container: ContainerInput, fieldpaths?: string[]): Container;
   /** NotFound `container <id>`. Leaves tasks and snapshots alone, as containerd does. */
@@ -235,8 +236,6 @@ export function createContainerStore(db: MetadataDB, opts: StoreOptions = {}): C
           throw invalidArgument("container.Snapshotter field is immutable");
         if (input.runtime?.name !== current.runtime.name)
           throw invalidArgument("container.Runtime.Name field is immutable");
-        if ((input.sandbox ?? "") !== current.sandbox)
-          throw invalidArgument("container.SandboxID field is immutable");
       }
       const next: Container = {
         ...current,
