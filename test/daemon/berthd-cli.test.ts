@@ -1,0 +1,113 @@
+// berthd's command line, config, logs, metrics and plugin init errors, through the real binary and socket.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { parse } from "smol-toml";
+import { BERTHD_PATH, startBerthd } from "../harness/berthd.js";
+import { runCtr, ctrOk } from "../harness/ctr.js";
+import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
+
+const run = promisify(execFile);
+
+async function berthd(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(BERTHD_PATH, args);
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: e.code ?? -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
+  }
+}
+
+test("`berthd config default` prints a complete TOML config; `config dump` merges file and flags", async () => {
+  const def = await berthd(["config", "default"]);
+  assert.equal(def.code, 0);
+  const cfg = parse(def.stdout) as Record<string, Record<string, unknown>>;
+  assert.equal(cfg.version, 2);
+  assert.equal(cfg.root, "/var/lib/berth");
+  assert.equal(cfg.grpc?.address, "/run/berth/berthd.sock");
+  assert.ok(cfg.plugins?.["io.containerd.gc.v1.scheduler"]);
+
+  const dir = await makeTempDir("config");
+  try {
+    const file = join(dir, "config.toml");
+    await writeFile(file, `version = 2\nstate = "/srv/state"\n[debug]\nlevel = "warn"\n`);
+    const dump = await berthd(["--config", file, "--root", "/srv/root", "config", "dump"]);
+    assert.equal(dump.code, 0, dump.stderr);
+    const eff = parse(dump.stdout) as Record<string, Record<string, unknown>>;
+    assert.equal(eff.root, "/srv/root");
+    assert.equal(eff.state, "/srv/state");
+    assert.equal(eff.debug?.level, "warn");
+    assert.equal((eff.ttrpc as { address: string }).address, "/run/berth/berthd.sock.ttrpc");
+
+    await writeFile(file, `bogus = 1\n`);
+    const bad = await berthd(["--config", file, "config", "dump"]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /unknown config key "bogus"/);
+  } finally {
+    await removeTempDir(dir);
+  }
+});
+
+test("logs are JSON lines; metrics are served at /v1/metrics with the GC pause", async () => {
+  const dir = await makeTempDir("metrics");
+  const port = 20000 + Math.floor(Math.random() * 30000);
+  const file = join(dir, "config.toml");
+  await writeFile(file, `version = 2\n[metrics]\naddress = "127.0.0.1:${port}"\n`);
+  const d = await startBerthd({ extraArgs: ["--config", file] });
+  try {
+    await ctrOk(d.address, ["leases", "create", "--id", "l1"], { namespace: "metrics" });
+    await ctrOk(d.address, ["leases", "rm", "--sync", "l1"], { namespace: "metrics" });
+    const res = await fetch(`http://127.0.0.1:${port}/v1/metrics`);
+    assert.equal(res.status, 200);
+    const body = await res.text();
+    const pauses = /^berthd_gc_pause_seconds_count (\d+)/m.exec(body);
+    assert.ok(pauses && Number(pauses[1]) >= 1, "a sync lease delete ran at least one GC");
+    assert.match(
+      body,
+      /grpc_server_handled_total\{grpc_service="containerd.services.leases.v1.Leases",grpc_method="Delete",grpc_code="OK"\} 1/,
+    );
+    assert.equal((await fetch(`http://127.0.0.1:${port}/nope`)).status, 404);
+  } finally {
+    await d.stop();
+    await removeTempDir(dir);
+  }
+  const lines = d
+    .logs()
+    .split("\n")
+    .filter((l) => l.trim() !== "");
+  assert.ok(lines.length > 0);
+  for (const line of lines) {
+    const entry = JSON.parse(line) as { level?: string; msg?: string };
+    assert.ok(entry.level && entry.msg !== undefined, `log line has level and msg: ${line}`);
+  }
+  assert.ok(lines.some((l) => l.includes("garbage collected")));
+});
+
+test("a plugin that fails to initialise is reported by `ctr plugins ls` with its error, and so are its dependants", async () => {
+  const dir = await makeTempDir("plugin-error");
+  const file = join(dir, "config.toml");
+  await writeFile(
+    file,
+    `version = 2\n[plugins."io.containerd.metadata.v1.sqlite"]\ncontent_sharing_policy = "sideways"\n`,
+  );
+  const d = await startBerthd({ extraArgs: ["--config", file] });
+  try {
+    const ls = await ctrOk(d.address, ["plugins", "ls"]);
+    assert.match(ls, /io\.containerd\.metadata\.v1\s+sqlite\s+-\s+error/);
+    assert.match(ls, /io\.containerd\.grpc\.v1\s+images\s+-\s+error/);
+    assert.match(ls, /io\.containerd\.content\.v1\s+content\s+-\s+ok/);
+    const detail = await ctrOk(d.address, ["plugins", "ls", "-d", "id==sqlite"]);
+    assert.match(detail, /content_sharing_policy must be "shared" or "isolated"/);
+    // The services that failed are not served: the client gets Unimplemented, not a crash.
+    const images = await runCtr(d.address, ["images", "ls"]);
+    assert.notEqual(images.code, 0);
+    assert.match(images.stderr, /not implemented|Unimplemented/i);
+  } finally {
+    await d.stop();
+    await removeTempDir(dir);
+  }
+});
