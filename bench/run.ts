@@ -25,7 +25,8 @@ const CONFIG = {
   ctrRuns: 30,
   concurrency: 16,
   durationMs: 3000,
-  warmupMs: 500,
+  // berthd is a JIT runtime: its per-call cost keeps falling for the first few seconds of load.
+  warmupMs: 2000,
   ingestMiB: Number(process.env.BENCH_INGEST_MIB ?? 1024),
   ingestRounds: 3,
   namespace: "bench",
