@@ -6,7 +6,15 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, toBinary, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import {
+  create,
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type DescMethodUnary,
+  type MessageInitShape,
+  type MessageShape,
+} from "@bufbuild/protobuf";
 import { Containers } from "../../src/gen/containerd/services/containers/v1/containers_pb.js";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { startContainerd, type ContainerdHandle } from "../harness/containerd.js";
@@ -26,13 +34,13 @@ function shorten(args: readonly string[]): string {
 }
 
 /** One unary gRPC call with the namespace header, for what ctr cannot show (raw Any bytes). */
-async function unary<M extends DescMethodUnary>(
+async function unary<I extends DescMessage, O extends DescMessage>(
   address: string,
   typeName: string,
-  method: M,
-  req: MessageInitShape<M["input"]>,
+  method: DescMethodUnary<I, O>,
+  req: MessageInitShape<I>,
   namespace: string,
-): Promise<MessageShape<M["output"]>> {
+): Promise<MessageShape<O>> {
   const client = new grpc.Client(`unix://${address}`, grpc.credentials.createInsecure());
   try {
     const md = new grpc.Metadata();
@@ -40,10 +48,11 @@ async function unary<M extends DescMethodUnary>(
     return await new Promise((resolve, reject) => {
       client.makeUnaryRequest(
         `/${typeName}/${method.name}`,
-        (m: MessageShape<M["input"]>) => Buffer.from(toBinary(method.input, m)),
+        (m: MessageShape<I>) => Buffer.from(toBinary(method.input, m)),
         (b: Buffer) => fromBinary(method.output, b),
         create(method.input, req),
         md,
+        { deadline: Date.now() + 20_000 },
         (err, res) => (err || !res ? reject(err ?? new Error("empty response")) : resolve(res)),
       );
     });
@@ -52,7 +61,7 @@ async function unary<M extends DescMethodUnary>(
   }
 }
 
-void describe("ctr containers: berthd vs containerd", () => {
+void describe("ctr containers: berthd vs containerd", { timeout: 120_000 }, () => {
   let berthd: BerthdHandle;
   let containerd: ContainerdHandle;
   let work: string;
@@ -81,7 +90,9 @@ void describe("ctr containers: berthd vs containerd", () => {
     work = await makeTempDir("compat-containers");
     rootfs = join(work, "rootfs");
     await mkdir(rootfs);
-    [berthd, containerd] = await Promise.all([startBerthd(), startContainerd()]);
+    // One after the other, so that after() can stop whichever started if the other fails.
+    berthd = await startBerthd();
+    containerd = await startContainerd();
   });
 
   void after(async () => {
@@ -117,7 +128,10 @@ void describe("ctr containers: berthd vs containerd", () => {
       ID: string;
       Labels: Record<string, string>;
       Runtime: { Name: string };
-      Spec: { process: { args: string[]; env: string[]; cwd: string; terminal: boolean }; root: { path: string } };
+      Spec: {
+        process: { args: string[]; env: string[]; cwd: string; terminal: boolean };
+        root: { path: string };
+      };
     };
     assert.equal(record.ID, "c1");
     assert.deepEqual(record.Labels, { a: "b" });
@@ -141,7 +155,8 @@ void describe("ctr containers: berthd vs containerd", () => {
   void test("the spec Any is stored byte for byte", async () => {
     const ns = newNamespace();
     await createBoth(ns, "c1", ["--env", "A=1"], ["/bin/true"]);
-    const get = (d: Daemon) => unary(address(d), Containers.typeName, Containers.method.get, { id: "c1" }, ns);
+    const get = (d: Daemon) =>
+      unary(address(d), Containers.typeName, Containers.method.get, { id: "c1" }, ns);
     const [b, c] = await Promise.all([get("berthd"), get("containerd")]);
     assert.equal(b.container?.spec?.typeUrl, "types.containerd.io/opencontainers/runtime-spec/1/Spec");
     assert.equal(b.container?.spec?.typeUrl, c.container?.spec?.typeUrl);
@@ -210,6 +225,37 @@ void describe("ctr containers: berthd vs containerd", () => {
     assert.equal(missing.code, 1);
   });
 
+  void test("label: an oversized label fails with containerd's text", async () => {
+    const ns = newNamespace();
+    await createBoth(ns, "c1");
+    const r = await same(["containers", "label", "c1", `${"k".repeat(4097)}=v`], ns);
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.stderr,
+      "ctr: update failed validation: containers.Labels: label key and value greater than maximum size " +
+        "(4096 bytes), key: kkkkkkkkkk: invalid argument\n",
+    );
+  });
+
+  void test("an empty label key fails in the write, as containerd's bolt store does", async () => {
+    const ns = newNamespace();
+    await createBoth(ns, "c1");
+    const label = await same(["containers", "label", "c1", "=v"], ns);
+    assert.equal(label.code, 1);
+    assert.equal(
+      label.stderr,
+      'ctr: failed to write container "c1": failed to set label ""="v": key required: unknown\n',
+    );
+    const created = await same(["containers", "create", "--label", "=v", "--rootfs", rootfs, "c2"], ns);
+    assert.equal(created.code, 1);
+    assert.equal(
+      created.stderr,
+      'ctr: failed to write container "c2": failed to set label ""="v": key required: unknown\n',
+    );
+    const ls = await same(["containers", "ls", "-q"], ns);
+    assert.equal(ls.stdout, "c1\n");
+  });
+
   void test("rm: existing, again, several with a missing one", async () => {
     const ns = newNamespace();
     await createBoth(ns, "c1");
@@ -255,7 +301,10 @@ void describe("ctr containers: berthd vs containerd", () => {
     );
     const long = await same(["containers", "create", "--rootfs", rootfs, "a".repeat(77)], ns);
     assert.equal(long.code, 1);
-    assert.match(long.stderr, /identifier "a{77}" greater than maximum length \(76 characters\): invalid argument/);
+    assert.match(
+      long.stderr,
+      /identifier "a{77}" greater than maximum length \(76 characters\): invalid argument/,
+    );
     const ls = await same(["containers", "ls", "-q"], ns);
     assert.equal(ls.stdout, "");
   });

@@ -1,13 +1,19 @@
 // Label validation as containerd does it: each key plus value at most 4096 bytes, keys non-empty.
-import { invalidArgument } from "../../errdefs/errors.js";
+import { BerthError, invalidArgument } from "../../errdefs/errors.js";
 
 export const maxLabelSize = 4096;
 
+/** The empty-key failure containerd reports from its database write (code Unknown), not from validation. */
+export class LabelWriteError extends BerthError {}
+
 export function validateLabel(key: string, value: string): void {
-  if (key.length === 0) throw invalidArgument("label key must not be empty");
+  // containerd's validation lets an empty key through and its database write then fails with
+  // code Unknown; clients print that text, so it is reproduced here.
+  if (key.length === 0)
+    throw new LabelWriteError("unknown", `failed to set label ""=${JSON.stringify(value)}: key required`);
   const size = Buffer.byteLength(key) + Buffer.byteLength(value);
   if (size > maxLabelSize) {
-    const shown = key.length > 10 ? `${key.slice(0, 10)}...` : key;
+    const shown = key.slice(0, 10);
     throw invalidArgument(
       `label key and value greater than maximum size (${maxLabelSize} bytes), key: ${shown}`,
     );

@@ -92,7 +92,7 @@ export function validateContainer(c: ContainerInput): void {
   withPrefix("container.ID", () => validateIdentifier(c.id));
   for (const key of Object.keys(c.extensions ?? {}))
     if (key === "") throw invalidArgument("container.Extension keys must not be zero-length");
-  validateLabelsOf("containers.Labels", c.labels);
+  validateLabelsOf("containers.Labels", c.labels, `failed to write container ${quote(c.id)}`);
   if (!c.runtime?.name) throw invalidArgument("container.Runtime.Name must be set");
   if (c.spec === undefined) throw invalidArgument("container.Spec must be set");
   if (c.snapshotKey && !c.snapshotter)

@@ -87,7 +87,7 @@ export function digestProblem(d: string): string | undefined {
 /** containerd's validateImage: a name, valid labels, and a target with digest, size and media type. */
 export function validateImage(image: ImageInput): void {
   if (image.name === "") throw invalidArgument("image name must not be empty");
-  validateLabelsOf("image.Labels", image.labels);
+  validateLabelsOf("image.Labels", image.labels, `writing labels for image ${image.name}`);
   const { digest, size, mediaType } = image.target;
   const problem = digestProblem(digest);
   if (problem !== undefined) throw invalidArgument(`Target.Digest ${quote(digest)} invalid: ${problem}`);

@@ -2,7 +2,7 @@
 // containerd's error prefixes ("image.Labels: ...", "create container failed validation: ...").
 import { BerthError, failedPrecondition } from "../../errdefs/errors.js";
 import type { RequestContext } from "../context.js";
-import { validateLabels } from "../labels/labels.js";
+import { LabelWriteError, validateLabels } from "../labels/labels.js";
 
 export interface StoreOptions {
   /** Clock for createdAt/updatedAt; tests inject a fixed one. */
@@ -25,15 +25,29 @@ export function withPrefix<T>(prefix: string, fn: () => T): T {
   try {
     return fn();
   } catch (err) {
+    if (err instanceof LabelWriteError) throw err; // a write failure, not a validation one: no prefix
     if (err instanceof BerthError)
       throw new BerthError(err.code, `${prefix}: ${err.message}`, { cause: err });
     throw err;
   }
 }
 
-/** validateLabels with the record's field name in front, e.g. "image.Labels". */
-export function validateLabelsOf(field: string, labels: Record<string, string> | undefined): void {
-  withPrefix(field, () => validateLabels(labels));
+/**
+ * validateLabels with the record's field name in front, e.g. "image.Labels"; an empty key fails
+ * as containerd's write does, behind writePrefix (e.g. `writing labels for image x`).
+ */
+export function validateLabelsOf(
+  field: string,
+  labels: Record<string, string> | undefined,
+  writePrefix?: string,
+): void {
+  try {
+    withPrefix(field, () => validateLabels(labels));
+  } catch (err) {
+    if (err instanceof LabelWriteError && writePrefix)
+      throw new LabelWriteError(err.code, `${writePrefix}: ${err.message}`, { cause: err });
+    throw err;
+  }
 }
 
 /** Go's %q for the messages clients print verbatim (identical for printable strings). */
