@@ -3,8 +3,8 @@ import { Events } from "../gen/containerd/services/events/v1/events_pb.js";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "./grpc-adapter.js";
 import { namespaced } from "./call-context.js";
-import type { Exchange } from "../core/events/exchange.js";
-import { invalidArgument } from "../errdefs/errors.js";
+import type { Envelope, Exchange } from "../core/events/exchange.js";
+import { BerthError, invalidArgument } from "../errdefs/errors.js";
 
 export { Events };
 
@@ -28,7 +28,19 @@ export function eventsService(exchange: Exchange): ServiceImpl<(typeof Events)["
       return {};
     },
     subscribe: async function* (req, ctx) {
-      for await (const e of exchange.subscribe(req.filters, ctx.signal)) {
+      let stream: AsyncIterable<Envelope>;
+      try {
+        stream = exchange.subscribe(req.filters, ctx.signal);
+      } catch (err) {
+        // containerd's exchange reports a bad filter on its error channel, and the service wraps
+        // that into a plain (Unknown) error: ctr prints exactly this text.
+        throw new BerthError(
+          "unknown",
+          `subscription error: failed parsing subscription filters: ${BerthError.from(err).message}`,
+          { cause: err },
+        );
+      }
+      for await (const e of stream) {
         yield {
           timestamp: timestampFromDate(e.timestamp),
           namespace: e.namespace,

@@ -49,6 +49,18 @@ function toServiceError(err: unknown): Partial<grpc.StatusObject> {
   return { code: grpcCodeOf(e), details: e.message };
 }
 
+/**
+ * The requests of a client- or bidi-streaming call. Node's default stream iterator destroys the
+ * stream once the requests end, and grpc-js then resets the HTTP/2 stream: the client would see
+ * CANCELLED instead of the responses still to come and the OK status (containerd's Write sends
+ * one more response after the half-close).
+ */
+function requestsOf(
+  call: grpc.ServerReadableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
+) {
+  return { [Symbol.asyncIterator]: () => call.iterator({ destroyOnReturn: false }) };
+}
+
 function serializer(schema: DescMessage) {
   return (msg: unknown) => Buffer.from(toBinary(schema, msg as MessageShape<DescMessage>));
 }
@@ -178,7 +190,7 @@ function makeHandler(
         }
         const ctx = callContextOf(call);
         Promise.resolve()
-          .then(() => writeAll(call, output, fn(call, ctx) as AsyncIterable<unknown>, ctx.signal))
+          .then(() => writeAll(call, output, fn(requestsOf(call), ctx) as AsyncIterable<unknown>, ctx.signal))
           .then(
             () => {
               finish(start, grpc.status.OK);
@@ -202,7 +214,7 @@ function makeHandler(
         }
         const ctx = callContextOf(call);
         Promise.resolve()
-          .then(() => fn(call, ctx) as Promise<unknown>)
+          .then(() => fn(requestsOf(call), ctx) as Promise<unknown>)
           .then(
             (res) => {
               finish(start, grpc.status.OK);

@@ -14,6 +14,7 @@ import { validateDigest } from "../content/digest.js";
 import { contentAdaptor, ingestAdaptor } from "../filters/adaptors.js";
 import { parseFilters } from "../filters/filter.js";
 import { applyLabelPaths, validateLabels } from "../labels/labels.js";
+import { validateLabelsOf } from "./store-support.js";
 import { ensureNamespace, parseLabels, type MetadataDB } from "./db.js";
 import { CollectionLock } from "./gc.js";
 import { addLeaseResource, leaseExists, removeLeaseResource } from "./lease-resources.js";
@@ -194,7 +195,7 @@ export function createNamespacedContentStore(
               `cannot update ${JSON.stringify(bad)} field on content info ${JSON.stringify(info.digest)}`,
             );
           }
-          validateLabels(labels);
+          validateLabelsOf("info.Labels", labels, `writing labels for info ${info.digest}`);
           const updatedAt = now();
           const json = JSON.stringify(labels);
           q.contentLabels.run(json, updatedAt, ns, info.digest);
@@ -462,6 +463,12 @@ class NamespacedWriter implements Writer {
         const w = this.#w;
         const s = this.#shared;
         if (w !== undefined) {
+          // containerd's metadata writer checks the size itself, before the backend does.
+          const offset = (await w.status()).offset;
+          if (size > 0 && size !== offset)
+            throw failedPrecondition(
+              `${JSON.stringify(this.ref)} failed size validation: ${offset} != ${size}`,
+            );
           try {
             digest = await w.commit(size, expected);
           } catch (err) {

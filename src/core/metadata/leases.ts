@@ -1,5 +1,6 @@
 // The lease manager: per-namespace leases (GC roots while they live) and the resources they hold,
 // with containerd 1.6's checks and messages. Which objects a deletion frees is the GC's decision.
+import { validateLabel } from "../labels/labels.js";
 import { randomBytes, randomInt } from "node:crypto";
 import { alreadyExists, invalidArgument, notFound } from "../../errdefs/errors.js";
 import type { RequestContext } from "../context.js";
@@ -167,6 +168,8 @@ export function createLeaseManager(db: MetadataDB, opts: StoreOptions = {}): Lea
     create(ctx, lease) {
       const namespace = requireNamespace(ctx);
       if (lease.id === "") throw invalidArgument("lease id must be provided");
+      // containerd checks no label sizes on leases, but its write still refuses an empty key.
+      for (const [k, v] of Object.entries(lease.labels ?? {})) if (k === "") validateLabel(k, v);
       const created = createTx(namespace, lease.id, lease.labels ?? {});
       mutated(false);
       return created;

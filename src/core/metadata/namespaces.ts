@@ -1,11 +1,11 @@
 // The namespace store: the global set of namespaces and their labels. A namespace also appears on
 // its first namespaced write (ensureNamespace); deleting one requires it to hold no objects.
+import { LabelWriteError } from "../labels/labels.js";
 import { BerthError, alreadyExists, failedPrecondition, notFound } from "../../errdefs/errors.js";
 import { validateIdentifier } from "../identifiers/identifiers.js";
-import { validateLabel } from "../labels/labels.js";
 import { ensureNamespace, type MetadataDB } from "./db.js";
 import { decodeStringMap, encodeStringMap, mapPathKey, ownEntry, setEntry } from "./field-paths.js";
-import { type StoreOptions, quote, validateLabelsOf, withPrefix } from "./store-support.js";
+import { type StoreOptions, quote, validateLabelsOf } from "./store-support.js";
 
 export interface Namespace {
   name: string;
@@ -34,6 +34,16 @@ export interface NamespaceStore {
    * snapshots. Its leases and ingest records go with it, as containerd drops the whole bucket.
    */
   delete(name: string): void;
+}
+
+/** containerd's namespace label write reports a bare "key required" for an empty key. */
+function validateNamespaceLabels(labels: Record<string, string>): void {
+  try {
+    validateLabelsOf("namespace.Labels", labels);
+  } catch (err) {
+    if (err instanceof LabelWriteError) throw new LabelWriteError("unknown", "key required", { cause: err });
+    throw err;
+  }
 }
 
 export function createNamespaceStore(db: MetadataDB, opts: StoreOptions = {}): NamespaceStore {
@@ -83,7 +93,7 @@ export function createNamespaceStore(db: MetadataDB, opts: StoreOptions = {}): N
       ensureNamespace(db, name, t);
       let next: Record<string, string>;
       if (paths.length === 0) {
-        validateLabelsOf("namespace.Labels", labels);
+        validateNamespaceLabels(labels);
         next = { ...labels };
       } else {
         next = { ...(readLabels(name) ?? {}) };
@@ -93,7 +103,7 @@ export function createNamespaceStore(db: MetadataDB, opts: StoreOptions = {}): N
           if (key === undefined)
             throw new BerthError("invalid-argument", `cannot update ${quote(path)} field`);
           const value = ownEntry(labels, key) ?? "";
-          withPrefix("namespace.Labels", () => validateLabel(key, value));
+          validateNamespaceLabels({ [key]: value });
           if (value === "") delete next[key];
           else setEntry(next, key, value);
         }
@@ -117,7 +127,7 @@ export function createNamespaceStore(db: MetadataDB, opts: StoreOptions = {}): N
   return {
     create(name, labels = {}) {
       validateIdentifier(name);
-      validateLabelsOf("namespace.Labels", labels);
+      validateNamespaceLabels(labels);
       const ns = create(name, labels);
       mutated(false);
       return ns;
