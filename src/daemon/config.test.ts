@@ -17,7 +17,7 @@ function withConfigFile(text: string, fn: (path: string) => void): void {
   }
 }
 
-test("defaults mirror containerd's layout under berth's own paths", () => {
+void test("defaults mirror containerd's layout under berth's own paths", () => {
   const cfg = loadConfig({});
   assert.equal(cfg.version, 2);
   assert.equal(cfg.root, "/var/lib/berth");
@@ -27,7 +27,7 @@ test("defaults mirror containerd's layout under berth's own paths", () => {
   assert.equal(cfg.grpc.max_recv_message_size, 16 << 20);
 });
 
-test("the file overrides defaults and flags override the file", () => {
+void test("the file overrides defaults and flags override the file", () => {
   withConfigFile(
     `version = 2\nroot = "/srv/berth"\n[grpc]\naddress = "/srv/b.sock"\n[debug]\nlevel = "warn"\n` +
       `[plugins."io.containerd.gc.v1.scheduler"]\nstartup_delay = "1s"\n`,
@@ -52,7 +52,7 @@ test("the file overrides defaults and flags override the file", () => {
   );
 });
 
-test("unknown keys, wrong types, bad levels and unreadable files are refused with a clear message", () => {
+void test("unknown keys, wrong types, bad levels and unreadable files are refused with a clear message", () => {
   withConfigFile(`rooot = "/x"\n`, (path) =>
     assert.throws(() => loadConfig({ config: path }), /unknown config key "rooot"/),
   );
@@ -69,12 +69,12 @@ test("unknown keys, wrong types, bad levels and unreadable files are refused wit
   assert.throws(() => loadConfig({ config: "/nonexistent/berth.toml" }), /failed to load config file/);
 });
 
-test("the default config round-trips through TOML", () => {
+void test("the default config round-trips through TOML", () => {
   const cfg = defaultConfig();
   assert.deepEqual(JSON.parse(JSON.stringify(parse(configToToml(cfg)))), JSON.parse(JSON.stringify(cfg)));
 });
 
-test("durations parse as containerd writes them", () => {
+void test("durations parse as containerd writes them", () => {
   assert.equal(parseDuration("100ms"), 100);
   assert.equal(parseDuration("1m30s"), 90_000);
   assert.equal(parseDuration("0"), 0);

@@ -4,7 +4,7 @@ import { initPlugins, orderPlugins, PluginSkipped, type PluginRegistration } fro
 
 const opts = { root: "/nonexistent/root", state: "/nonexistent/state", config: () => ({}) };
 
-test("plugins initialise after the types they require, whatever the registration order", async () => {
+void test("plugins initialise after the types they require, whatever the registration order", async () => {
   const order: string[] = [];
   const regs: PluginRegistration[] = [
     {
@@ -30,7 +30,7 @@ test("plugins initialise after the types they require, whatever the registration
   assert.deepEqual(order, ["content", "md", "svc", "intro"]);
 });
 
-test("an init error is recorded, the others still start, and dependants fail with the cause", async () => {
+void test("an init error is recorded, the others still start, and dependants fail with the cause", async () => {
   const graph = await initPlugins(
     [
       {
@@ -66,7 +66,7 @@ test("an init error is recorded, the others still start, and dependants fail wit
   assert.throws(() => graph.get("io.containerd.content.v1"), /failed: disk on fire/);
 });
 
-test("disabled plugins are not initialised and not reported", async () => {
+void test("disabled plugins are not initialised and not reported", async () => {
   let ran = false;
   const graph = await initPlugins(
     [
@@ -84,7 +84,7 @@ test("disabled plugins are not initialised and not reported", async () => {
   assert.equal(graph.states.length, 0);
 });
 
-test("a dependency cycle is refused", () => {
+void test("a dependency cycle is refused", () => {
   assert.throws(
     () =>
       orderPlugins([

@@ -22,7 +22,7 @@ async function berthd(args: string[]): Promise<{ code: number; stdout: string; s
   }
 }
 
-test("`berthd config default` prints a complete TOML config; `config dump` merges file and flags", async () => {
+void test("`berthd config default` prints a complete TOML config; `config dump` merges file and flags", async () => {
   const def = await berthd(["config", "default"]);
   assert.equal(def.code, 0);
   const cfg = parse(def.stdout) as Record<string, Record<string, unknown>>;
@@ -52,7 +52,7 @@ test("`berthd config default` prints a complete TOML config; `config dump` merge
   }
 });
 
-test("logs are JSON lines; metrics are served at /v1/metrics with the GC pause", async () => {
+void test("logs are JSON lines; metrics are served at /v1/metrics with the GC pause", async () => {
   const dir = await makeTempDir("metrics");
   const port = 20000 + Math.floor(Math.random() * 30000);
   const file = join(dir, "config.toml");
@@ -87,7 +87,7 @@ test("logs are JSON lines; metrics are served at /v1/metrics with the GC pause",
   assert.ok(lines.some((l) => l.includes("garbage collected")));
 });
 
-test("a plugin that fails to initialise is reported by `ctr plugins ls` with its error, and so are its dependants", async () => {
+void test("a plugin that fails to initialise is reported by `ctr plugins ls` with its error, and so are its dependants", async () => {
   const dir = await makeTempDir("plugin-error");
   const file = join(dir, "config.toml");
   await writeFile(
