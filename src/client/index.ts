@@ -13,3 +13,4 @@ export type { BidiStream } from "./bidi-stream.js";
 export { errorFromGrpc, grpcStatusOf } from "./client-error.js";
 export { BerthError, isCode, type ErrorCode } from "../errdefs/errors.js";
 export * from "./services.js";
+export { writeBlob, writeChunkSize, type WriteBlobOptions, type WriteBlobResult } from "./content-writer.js";

@@ -1,6 +1,6 @@
 // Per-call context for service handlers: the namespace and lease headers, and a cancellation signal.
 import type * as grpc from "@grpc/grpc-js";
-import { failedPrecondition } from "../errdefs/errors.js";
+import { BerthError, failedPrecondition } from "../errdefs/errors.js";
 import type { RequestContext } from "../core/context.js";
 import { validateIdentifier } from "../core/identifiers/identifiers.js";
 
@@ -45,6 +45,12 @@ export function callContextOf(call: AnyCall): CallContext {
 export function namespaced(ctx: CallContext): RequestContext {
   const ns = ctx.namespace;
   if (ns === undefined || ns === "") throw failedPrecondition("namespace is required");
-  validateIdentifier(ns);
+  try {
+    validateIdentifier(ns);
+  } catch (err) {
+    // containerd's namespaces.NamespaceRequired wraps the identifier error this way.
+    const e = BerthError.from(err);
+    throw new BerthError(e.code, `namespace validation: ${e.message}`, { cause: err });
+  }
   return { namespace: ns, lease: ctx.lease || undefined, signal: ctx.signal };
 }

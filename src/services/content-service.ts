@@ -17,7 +17,9 @@ import type { RequestContext } from "../core/context.js";
 import type { Exchange } from "../core/events/exchange.js";
 import { packEvent } from "./event-payloads.js";
 import { safeNumber } from "./descriptor.js";
-import { alreadyExists, dataLoss, invalidArgument, outOfRange } from "../errdefs/errors.js";
+import { BerthError, alreadyExists, dataLoss, invalidArgument, outOfRange } from "../errdefs/errors.js";
+import { digestProblem } from "../core/metadata/images.js";
+import { quote } from "../core/metadata/store-support.js";
 
 export { Content };
 
@@ -43,14 +45,28 @@ const statusToProto = (s: Status) => ({
 
 const listBatch = 100;
 
+/**
+ * containerd's content service validates digests before anything else (even the namespace), each
+ * RPC with its own wording around go-digest's error text.
+ */
+function checkDigest(digest: string, message: (problem: string) => string): void {
+  const problem = digestProblem(digest);
+  if (problem !== undefined) throw new BerthError("invalid-argument", message(problem));
+}
+
 export function contentService(deps: { storeFor: ContentStoreFor; events: Exchange }) {
   const { storeFor, events } = deps;
   const impl: ServiceImpl<(typeof Content)["method"]> = {
-    info: async (req, ctx) => ({ info: infoToProto(await storeFor(namespaced(ctx)).info(req.digest)) }),
+    info: async (req, ctx) => {
+      checkDigest(req.digest, () => `${quote(req.digest)} failed validation`);
+      return { info: infoToProto(await storeFor(namespaced(ctx)).info(req.digest)) };
+    },
     update: async (req, ctx) => {
-      if (!req.info) throw invalidArgument("info must not be empty");
+      // containerd's Info is never nil on the wire (gogo non-nullable): an absent one has digest "".
+      const digest = req.info?.digest ?? "";
+      checkDigest(digest, () => `${quote(digest)} failed validation`);
       const info = await storeFor(namespaced(ctx)).update(
-        { digest: req.info.digest, labels: req.info.labels },
+        { digest, labels: req.info?.labels ?? {} },
         req.updateMask?.paths ?? [],
       );
       return { info: infoToProto(info) };
@@ -65,12 +81,14 @@ export function contentService(deps: { storeFor: ContentStoreFor; events: Exchan
       }
     },
     delete: async (req, ctx) => {
+      checkDigest(req.digest, (problem) => problem);
       const rc = namespaced(ctx);
       await storeFor(rc).delete(req.digest);
       events.publish(rc.namespace, "/content/delete", packEvent(ContentDeleteSchema, { digest: req.digest }));
       return {};
     },
     read: async function* (req, ctx) {
+      checkDigest(req.digest, (problem) => `${req.digest}: ${problem}`);
       const store = storeFor(namespaced(ctx));
       const info = await store.info(req.digest);
       let offset = req.offset < 0n ? 0 : safeNumber(req.offset, "offset");
@@ -113,7 +131,8 @@ async function* writeSession(
   if (first.done) return;
   let req: WriteContentRequest = first.value;
   const ref = req.ref;
-  if (ref === "") throw invalidArgument("first message must have a reference");
+  // containerd's status text here has no ": invalid argument" suffix.
+  if (ref === "") throw new BerthError("invalid-argument", "first message must have a reference");
   let total = safeNumber(req.total, "total");
   let expected = req.expected;
   const store = storeFor(namespaced(ctx));

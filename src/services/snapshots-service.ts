@@ -6,7 +6,7 @@ import { Snapshots, Kind } from "../gen/containerd/services/snapshots/v1/snapsho
 import type { ServiceImpl } from "./grpc-adapter.js";
 import { namespaced } from "./call-context.js";
 import type { SnapshotInfo, SnapshotRecords } from "../core/metadata/snapshots.js";
-import { invalidArgument, notImplemented } from "../errdefs/errors.js";
+import { BerthError, invalidArgument, notImplemented } from "../errdefs/errors.js";
 
 export { Snapshots };
 
@@ -40,7 +40,14 @@ export function snapshotsService(deps: {
       info: toProto(deps.records.stat(namespaced(ctx), checked(req.snapshotter), req.key)),
     }),
     list: async function* (req, ctx) {
-      const infos = deps.records.list(namespaced(ctx), checked(req.snapshotter), req.filters);
+      const snapshotter = checked(req.snapshotter);
+      let infos: SnapshotInfo[];
+      try {
+        infos = deps.records.list(namespaced(ctx), snapshotter, req.filters);
+      } catch (err) {
+        // containerd's Snapshots.List returns the walk error unconverted, so clients see Unknown.
+        throw new BerthError("unknown", BerthError.from(err).message, { cause: err });
+      }
       for (let i = 0; i < infos.length; i += listBatch)
         yield { info: infos.slice(i, i + listBatch).map(toProto) };
     },
