@@ -18,7 +18,7 @@ import type { Exchange } from "../core/events/exchange.js";
 import { packEvent } from "./event-payloads.js";
 import { safeNumber } from "./descriptor.js";
 import { BerthError, alreadyExists, dataLoss, invalidArgument, outOfRange } from "../errdefs/errors.js";
-import { digestProblem } from "../core/metadata/images.js";
+import { digestProblem } from "../core/content/digest.js";
 import { quote } from "../core/metadata/store-support.js";
 
 export { Content };

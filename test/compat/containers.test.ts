@@ -5,61 +5,12 @@ import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import * as grpc from "@grpc/grpc-js";
-import {
-  create,
-  fromBinary,
-  toBinary,
-  type DescMessage,
-  type DescMethodUnary,
-  type MessageInitShape,
-  type MessageShape,
-} from "@bufbuild/protobuf";
-import { Containers } from "../../src/gen/containerd/services/containers/v1/containers_pb.js";
+import { Containers } from "../../src/client/index.js";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { startContainerd, type ContainerdHandle } from "../harness/containerd.js";
-import { runCtr, type CtrResult } from "../harness/ctr.js";
 import { normalizeCtrOutput } from "../harness/normalize.js";
 import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
-
-type Daemon = "berthd" | "containerd";
-
-function render(r: CtrResult): string {
-  return `exit ${r.code}\n--- stdout\n${normalizeCtrOutput(r.stdout)}\n--- stderr\n${normalizeCtrOutput(r.stderr)}`;
-}
-
-/** The command for an assertion message, long arguments cut. */
-function shorten(args: readonly string[]): string {
-  return args.map((a) => (a.length > 60 ? `${a.slice(0, 60)}...` : a)).join(" ");
-}
-
-/** One unary gRPC call with the namespace header, for what ctr cannot show (raw Any bytes). */
-async function unary<I extends DescMessage, O extends DescMessage>(
-  address: string,
-  typeName: string,
-  method: DescMethodUnary<I, O>,
-  req: MessageInitShape<I>,
-  namespace: string,
-): Promise<MessageShape<O>> {
-  const client = new grpc.Client(`unix://${address}`, grpc.credentials.createInsecure());
-  try {
-    const md = new grpc.Metadata();
-    md.set("containerd-namespace", namespace);
-    return await new Promise((resolve, reject) => {
-      client.makeUnaryRequest(
-        `/${typeName}/${method.name}`,
-        (m: MessageShape<I>) => Buffer.from(toBinary(method.input, m)),
-        (b: Buffer) => fromBinary(method.output, b),
-        create(method.input, req),
-        md,
-        { deadline: Date.now() + 20_000 },
-        (err, res) => (err || !res ? reject(err ?? new Error("empty response")) : resolve(res)),
-      );
-    });
-  } finally {
-    client.close();
-  }
-}
+import { sideBySide } from "./side-by-side.js";
 
 void describe("ctr containers: berthd vs containerd", { timeout: 120_000 }, () => {
   let berthd: BerthdHandle;
@@ -68,17 +19,8 @@ void describe("ctr containers: berthd vs containerd", { timeout: 120_000 }, () =
   let rootfs: string;
   let nsCounter = 0;
   const newNamespace = (): string => `ctrs-${++nsCounter}`;
-  const address = (d: Daemon): string => (d === "berthd" ? berthd.address : containerd.address);
 
-  /** Runs the same ctr command on both daemons, asserts equal normalised results, returns berthd's. */
-  async function same(args: readonly string[], namespace: string): Promise<CtrResult> {
-    const [b, c] = await Promise.all([
-      runCtr(berthd.address, args, { namespace }),
-      runCtr(containerd.address, args, { namespace }),
-    ]);
-    assert.equal(render(b), render(c), `ctr ${shorten(args)}: berthd (actual) vs containerd (expected)`);
-    return b;
-  }
+  const { both, same, api } = sideBySide(() => ({ berthd, containerd }));
 
   /** `containers create --rootfs` on both; ctr needs no image or snapshot then. */
   async function createBoth(namespace: string, id: string, flags: string[] = [], cmd: string[] = []) {
@@ -143,10 +85,7 @@ void describe("ctr containers: berthd vs containerd", { timeout: 120_000 }, () =
     assert.equal(record.Spec.root.path, rootfs);
 
     // The spec alone: no timestamps in it, so the raw bytes must match.
-    const [b, c] = await Promise.all([
-      runCtr(berthd.address, ["containers", "info", "--spec", "c1"], { namespace: ns }),
-      runCtr(containerd.address, ["containers", "info", "--spec", "c1"], { namespace: ns }),
-    ]);
+    const { berthd: b, containerd: c } = await both(["containers", "info", "--spec", "c1"], ns);
     assert.equal(b.code, 0, b.stderr);
     assert.equal(b.stdout, c.stdout);
     assert.deepEqual(JSON.parse(b.stdout), record.Spec);
@@ -155,9 +94,9 @@ void describe("ctr containers: berthd vs containerd", { timeout: 120_000 }, () =
   void test("the spec Any is stored byte for byte", async () => {
     const ns = newNamespace();
     await createBoth(ns, "c1", ["--env", "A=1"], ["/bin/true"]);
-    const get = (d: Daemon) =>
-      unary(address(d), Containers.typeName, Containers.method.get, { id: "c1" }, ns);
-    const [b, c] = await Promise.all([get("berthd"), get("containerd")]);
+    const { berthd: b, containerd: c } = await api(ns, (client) =>
+      client.service(Containers).get({ id: "c1" }),
+    );
     assert.equal(b.container?.spec?.typeUrl, "types.containerd.io/opencontainers/runtime-spec/1/Spec");
     assert.equal(b.container?.spec?.typeUrl, c.container?.spec?.typeUrl);
     assert.equal(

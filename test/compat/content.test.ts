@@ -2,63 +2,32 @@
 // (with and without --expected-digest/--expected-size), active during an ingest, get, label,
 // ls (-q, filters), rm, and the /content/delete event. Outputs must match exactly.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { status as GrpcStatus } from "@grpc/grpc-js";
+import { Content, content, grpcStatusOf } from "../../src/client/index.js";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { startContainerd, type ContainerdHandle } from "../harness/containerd.js";
-import { CTR_PATH, runCtr, spawnCtr, type CtrOptions, type CtrResult } from "../harness/ctr.js";
+import { runCtr, spawnCtr } from "../harness/ctr.js";
 import { normalizeCtrOutput, normalizeTimestamps } from "../harness/normalize.js";
-
-/** Exit code, stdout and stderr, normalised, as one string that reads well in a diff. */
-function render(r: CtrResult): string {
-  return `exit ${r.code}\n--- stdout\n${normalizeCtrOutput(r.stdout)}\n--- stderr\n${normalizeCtrOutput(r.stderr)}`;
-}
-
-function shorten(args: readonly string[]): string {
-  return args.map((a) => (a.length > 60 ? `${a.slice(0, 60)}...` : a)).join(" ");
-}
+import { render, sideBySide } from "./side-by-side.js";
 
 const sha256 = (data: string | Buffer): string => `sha256:${createHash("sha256").update(data).digest("hex")}`;
 
-/** `ctr content ingest` whose stdin the test feeds piece by piece. */
-interface SlowIngest {
-  write(data: string): void;
-  /** Closes stdin and resolves with ctr's result. */
-  finish(): Promise<CtrResult>;
-}
+/** Go's time.Duration.String(): "1h2m3.5s", "2m0s", "548.913222ms", "1.5µs", "0s". */
+const GO_DURATION = String.raw`(?:(?:\d+h)?(?:\d+m)?\d+(?:\.\d+)?s|\d+(?:\.\d+)?(?:ms|µs|ns))`;
+/** Go's time.Time.String(), with the monotonic clock reading a time.Now() value carries. */
+const GO_TIME = String.raw`\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)? [+-]\d{4} [A-Z]{3,5} m=[+-]\d+\.\d{9}`;
 
-function startIngest(address: string, namespace: string, args: readonly string[]): SlowIngest {
-  // Keep only the flags in charge of where ctr goes, as the harness does.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("CONTAINERD_")));
-  const child = spawn(
-    CTR_PATH,
-    ["--address", address, "--namespace", namespace, "content", "ingest", ...args],
-    {
-      env,
-      stdio: ["pipe", "pipe", "pipe"],
-    },
+/**
+ * containerd's local store refusing a second writer (content/local tryLock): the backend ref
+ * (containerd's is "<ns>/<bucket sequence>/<ref>", berthd's "<ns>/<ref>"), how long and since
+ * when it has been locked.
+ */
+const lockedMessage = (namespace: string, ref: string): RegExp =>
+  new RegExp(
+    `^ref ${namespace}/(?:\\d+/)?${ref} locked for ${GO_DURATION} \\(since ${GO_TIME}\\): unavailable$`,
   );
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (c: Buffer) => (out += c.toString()));
-  child.stderr.on("data", (c: Buffer) => (err += c.toString()));
-  child.stdin.on("error", () => undefined);
-  const closed = new Promise<number>((resolve) => {
-    child.on("close", (code) => resolve(code ?? -1));
-    child.on("error", () => resolve(-1));
-  });
-  return {
-    write: (data) => void child.stdin.write(data),
-    async finish() {
-      child.stdin.end();
-      const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-      const code = await closed;
-      clearTimeout(timer);
-      return { code, stdout: out, stderr: err };
-    },
-  };
-}
 
 /** 3 MiB of text: more than one of ctr's 1 MiB copy buffers and many Read responses. */
 function bigText(): string {
@@ -77,30 +46,11 @@ void describe("ctr content: berthd vs containerd", () => {
   let counter = 0;
   const newNamespace = (): string => `content-${++counter}`;
 
-  async function same(args: readonly string[], opts: CtrOptions = {}): Promise<CtrResult> {
-    const [b, c] = await Promise.all([
-      runCtr(berthd.address, args, opts),
-      runCtr(containerd.address, args, opts),
-    ]);
-    assert.equal(render(b), render(c), `ctr ${shorten(args)}: berthd (actual) vs containerd (expected)`);
-    return b;
-  }
-
-  /**
-   * Runs a synchronous garbage collection on both daemons (a lease deleted with --sync), so that
-   * none is pending from an earlier test: a blob nothing refers to is garbage, and a collection
-   * that ran on one daemon and not yet on the other would make their listings differ.
-   */
-  async function flushGc(): Promise<void> {
-    const id = `flush-${++counter}`;
-    await same(["leases", "create", "--id", id], { namespace: "gcflush" });
-    await same(["leases", "rm", "--sync", id], { namespace: "gcflush" });
-  }
+  const { both, same, flushGc, api } = sideBySide(() => ({ berthd, containerd }));
 
   /** Ingests data on both daemons and roots the blob (gc.root) so that it outlives later deletes. */
   async function ingestRooted(namespace: string, ref: string, data: string): Promise<string> {
-    const r = await same(["content", "ingest", ref], { namespace, input: data });
-    assert.equal(r.code, 0, r.stderr);
+    await same(["content", "ingest", ref], { namespace, input: data, succeed: true });
     const digest = sha256(data);
     await same(["content", "label", digest, "containerd.io/gc.root=test"], { namespace });
     return digest;
@@ -209,26 +159,49 @@ void describe("ctr content: berthd vs containerd", () => {
     const ns = newNamespace();
     await flushGc();
     const ingests = {
-      berthd: startIngest(berthd.address, ns, ["slowref"]),
-      containerd: startIngest(containerd.address, ns, ["slowref"]),
+      berthd: spawnCtr(berthd.address, ["content", "ingest", "slowref"], {
+        namespace: ns,
+        keepStdinOpen: true,
+      }),
+      containerd: spawnCtr(containerd.address, ["content", "ingest", "slowref"], {
+        namespace: ns,
+        keepStdinOpen: true,
+      }),
     };
     ingests.berthd.write("first part, ");
     ingests.containerd.write("first part, ");
     // ctr opens the ingest before it reads stdin; wait until both daemons show it.
     const deadline = Date.now() + 10_000;
     for (;;) {
-      const [b, c] = await Promise.all([
-        runCtr(berthd.address, ["content", "active"], { namespace: ns }),
-        runCtr(containerd.address, ["content", "active"], { namespace: ns }),
-      ]);
-      if (b.stdout.includes("slowref") && c.stdout.includes("slowref")) {
-        assert.equal(render(b), render(c));
+      const r = await both(["content", "active"], ns);
+      if (r.berthd.stdout.includes("slowref") && r.containerd.stdout.includes("slowref")) {
+        assert.equal(render(r.berthd), render(r.containerd));
         // ctr fills a 1 MiB buffer before it writes, so nothing has arrived yet.
-        assert.equal(normalizeCtrOutput(b.stdout), "REF SIZE AGE\nslowref 0B <AGE>\n");
+        assert.equal(normalizeCtrOutput(r.berthd.stdout), "REF SIZE AGE\nslowref 0B <AGE>\n");
         break;
       }
-      assert.ok(Date.now() < deadline, `no active ingest:\nberthd: ${b.stdout}\ncontainerd: ${c.stdout}`);
-      await new Promise((r) => setTimeout(r, 50));
+      assert.ok(
+        Date.now() < deadline,
+        `no active ingest:\nberthd: ${r.berthd.stdout}\ncontainerd: ${r.containerd.stdout}`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    // While ctr holds the ref, a second writer is refused, as containerd refuses it.
+    const second = await api(ns, async (client) => {
+      const w = client.service(Content).write();
+      try {
+        await w.send({ action: content.WriteAction.STAT, ref: "slowref" });
+        return await w.recv().then(
+          () => assert.fail("a second writer on a locked ref was let in"),
+          (err: unknown) => err,
+        );
+      } finally {
+        w.cancel();
+      }
+    });
+    for (const [daemon, err] of Object.entries(second)) {
+      assert.equal(grpcStatusOf(err), GrpcStatus.UNAVAILABLE, `${daemon}: ${String(err)}`);
+      assert.match((err as Error).message, lockedMessage(ns, "slowref"), daemon);
     }
     await same(["content", "active", "slowref"], { namespace: ns });
     ingests.berthd.write("second part\n");

@@ -2,25 +2,14 @@
 // run: the same topics, namespaces and JSON payloads in the same order (timestamps aside), the
 // same filtered subscriptions, and the same error for a bad filter.
 import assert from "node:assert/strict";
-import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { buildLayer } from "../fixtures/layer.js";
-import { writeOciArchive, type ArchiveResult } from "../fixtures/oci-image.js";
+import type { ArchiveResult } from "../fixtures/oci-image.js";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { startContainerd, type ContainerdHandle } from "../harness/containerd.js";
-import { runCtr, spawnCtr, type CtrOptions, type CtrProcess, type CtrResult } from "../harness/ctr.js";
-import {
-  normalizeCtrOutput,
-  normalizeRandomIds,
-  normalizeTempPaths,
-  normalizeTimestamps,
-} from "../harness/normalize.js";
-import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
-
-function render(r: CtrResult): string {
-  return `exit ${r.code}\n--- stdout\n${normalizeCtrOutput(r.stdout)}\n--- stderr\n${normalizeCtrOutput(r.stderr)}`;
-}
+import { spawnCtr, type CtrProcess } from "../harness/ctr.js";
+import { normalizeRandomIds, normalizeTempPaths, normalizeTimestamps } from "../harness/normalize.js";
+import { removeTempDir } from "../harness/temp-dir.js";
+import { makeTinyWork, sideBySide } from "./side-by-side.js";
 
 /** `ctr events` prints "<time> <namespace> <topic> <payload>"; keeps the last three. */
 function eventLines(out: string): string[] {
@@ -45,14 +34,7 @@ void describe("ctr events: berthd vs containerd", () => {
   let image: ArchiveResult;
   let probes = 0;
 
-  async function same(args: readonly string[], opts: CtrOptions = {}): Promise<CtrResult> {
-    const [b, c] = await Promise.all([
-      runCtr(berthd.address, args, opts),
-      runCtr(containerd.address, args, opts),
-    ]);
-    assert.equal(render(b), render(c), `ctr ${args.join(" ")}: berthd (actual) vs containerd (expected)`);
-    return b;
-  }
+  const { same, flushGc } = sideBySide(() => ({ berthd, containerd }));
 
   /** A probe that publishes /namespaces/create in `namespace`; returns the text the event shows. */
   const createProbe =
@@ -110,19 +92,8 @@ void describe("ctr events: berthd vs containerd", () => {
     }
   }
 
-  /** Runs a synchronous garbage collection on both daemons, so that none is pending. */
-  async function flushGc(): Promise<void> {
-    const id = `flush-${++probes}`;
-    await same(["leases", "create", "--id", id], { namespace: "gcflush" });
-    await same(["leases", "rm", "--sync", id], { namespace: "gcflush" });
-  }
-
   void before(async () => {
-    work = await makeTempDir("compat-events");
-    rootfs = join(work, "rootfs");
-    await mkdir(rootfs);
-    const layer = await buildLayer([{ path: "hello.txt", type: "file", content: "hello\n" }]);
-    image = await writeOciArchive(join(work, "tiny.tar"), { layers: [layer], name: "example.com/tiny:1" });
+    ({ work, rootfs, image } = await makeTinyWork("compat-events"));
     [berthd, containerd] = await Promise.all([startBerthd(), startContainerd()]);
   });
 

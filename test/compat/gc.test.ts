@@ -5,110 +5,21 @@ import assert from "node:assert/strict";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import * as grpc from "@grpc/grpc-js";
-import {
-  create,
-  fromBinary,
-  toBinary,
-  type DescMessage,
-  type DescMethodUnary,
-  type MessageInitShape,
-  type MessageShape,
-} from "@bufbuild/protobuf";
-import { Leases } from "../../src/gen/containerd/services/leases/v1/leases_pb.js";
-import { Content, WriteAction } from "../../src/gen/containerd/services/content/v1/content_pb.js";
+import { Content, Leases, content } from "../../src/client/index.js";
 import { busyboxImage } from "../fixtures/busybox.js";
 import { sha256Digest } from "../fixtures/descriptor.js";
 import { buildLayer } from "../fixtures/layer.js";
 import { writeOciArchive, type ArchiveResult } from "../fixtures/oci-image.js";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { startContainerd, type ContainerdHandle } from "../harness/containerd.js";
-import { ctrOk, runCtr, type CtrResult } from "../harness/ctr.js";
+import { ctrOk } from "../harness/ctr.js";
 import { normalizeCtrOutput } from "../harness/normalize.js";
 import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
+import { DAEMONS, sideBySide, type Daemon } from "./side-by-side.js";
 
-type Daemon = "berthd" | "containerd";
-const DAEMONS: readonly Daemon[] = ["berthd", "containerd"];
 const CONTENT_DIR = join("io.containerd.content.v1.content", "blobs", "sha256");
 const LOOSE_BLOB = "a blob nothing refers to\n";
 const LEASED_BLOB = "a blob written under a lease\n";
-
-function render(r: CtrResult): string {
-  return `exit ${r.code}\n--- stdout\n${normalizeCtrOutput(r.stdout)}\n--- stderr\n${normalizeCtrOutput(r.stderr)}`;
-}
-
-/** One unary gRPC call with the namespace header, for what ctr has no command for. */
-async function unary<I extends DescMessage, O extends DescMessage>(
-  address: string,
-  typeName: string,
-  method: DescMethodUnary<I, O>,
-  req: MessageInitShape<I>,
-  namespace: string,
-): Promise<MessageShape<O>> {
-  const client = new grpc.Client(`unix://${address}`, grpc.credentials.createInsecure());
-  try {
-    const md = new grpc.Metadata();
-    md.set("containerd-namespace", namespace);
-    return await new Promise((resolve, reject) => {
-      client.makeUnaryRequest(
-        `/${typeName}/${method.name}`,
-        (m: MessageShape<I>) => Buffer.from(toBinary(method.input, m)),
-        (b: Buffer) => fromBinary(method.output, b),
-        create(method.input, req),
-        md,
-        { deadline: Date.now() + 20_000 },
-        (err, res) => (err || !res ? reject(err ?? new Error("empty response")) : resolve(res)),
-      );
-    });
-  } finally {
-    client.close();
-  }
-}
-
-/**
- * Writes and commits a blob in one Content.Write message under a lease (the containerd-lease
- * header), as a client library does; ctr has no command that takes a lease.
- */
-async function writeBlobUnderLease(
-  address: string,
-  namespace: string,
-  lease: string,
-  ref: string,
-  data: Buffer,
-): Promise<void> {
-  const client = new grpc.Client(`unix://${address}`, grpc.credentials.createInsecure());
-  try {
-    const md = new grpc.Metadata();
-    md.set("containerd-namespace", namespace);
-    md.set("containerd-lease", lease);
-    const method = Content.method.write;
-    const call = client.makeBidiStreamRequest(
-      `/${Content.typeName}/${method.name}`,
-      (m: MessageShape<typeof method.input>) => Buffer.from(toBinary(method.input, m)),
-      (b: Buffer) => fromBinary(method.output, b),
-      md,
-      { deadline: Date.now() + 20_000 },
-    );
-    const done = new Promise<void>((resolve, reject) => {
-      call.on("data", () => undefined);
-      call.on("end", resolve);
-      call.on("error", reject);
-    });
-    call.write(
-      create(method.input, {
-        action: WriteAction.COMMIT,
-        ref,
-        total: BigInt(data.length),
-        expected: sha256Digest(data),
-        data,
-      }),
-    );
-    call.end();
-    await done;
-  } finally {
-    client.close();
-  }
-}
 
 const sorted = (digests: Iterable<string>): string[] => [...digests].sort();
 
@@ -121,16 +32,28 @@ void describe("garbage collection: berthd vs containerd", { timeout: 120_000 }, 
   /** busybox plus one more layer and its own config: shares only the busybox layer with A. */
   let imageB: ArchiveResult;
 
-  const address = (d: Daemon): string => (d === "berthd" ? berthd.address : containerd.address);
   const root = (d: Daemon): string => (d === "berthd" ? berthd.root : containerd.root);
 
-  /** Runs the same ctr command on both daemons; asserts exit 0 and equal normalised output. */
-  async function same(args: readonly string[], namespace: string, input?: string): Promise<CtrResult> {
-    const [b, c] = await Promise.all(DAEMONS.map((d) => runCtr(address(d), args, { namespace, input })));
-    assert.ok(b && c);
-    assert.equal(render(b), render(c), `ctr ${args.join(" ")}: berthd (actual) vs containerd (expected)`);
-    assert.equal(b.code, 0, b.stderr);
-    return b;
+  /** Every command must succeed, on both daemons alike. */
+  const { address, same, api } = sideBySide(() => ({ berthd, containerd }), { succeed: true });
+
+  /**
+   * Writes and commits a blob in one Content.Write message under a lease (the containerd-lease
+   * header), as a client library does; ctr has no command that takes a lease.
+   */
+  async function writeBlobUnderLease(namespace: string, lease: string, ref: string, data: Buffer) {
+    await api(namespace, async (client) => {
+      const w = client.with({ lease }).service(Content).write();
+      await w.send({
+        action: content.WriteAction.COMMIT,
+        ref,
+        total: BigInt(data.length),
+        expected: sha256Digest(data),
+        data,
+      });
+      w.end();
+      for await (const _ of w.responses);
+    });
   }
 
   /** The digests `ctr content ls -q` lists, per daemon. */
@@ -189,7 +112,7 @@ void describe("garbage collection: berthd vs containerd", { timeout: 120_000 }, 
     void test("import two images sharing a layer, and ingest a loose blob", async () => {
       await same(["images", "import", "--no-unpack", imageA.path], ns);
       await same(["images", "import", "--no-unpack", imageB.path], ns);
-      await same(["content", "ingest", "loose"], ns, LOOSE_BLOB);
+      await same(["content", "ingest", "loose"], { namespace: ns, input: LOOSE_BLOB });
       const ls = await same(["images", "ls", "-q"], ns);
       assert.equal(ls.stdout, "example.com/gc/a:1\nexample.com/gc/a:2\nexample.com/gc/b:1\n");
       // The index blobs (held only by the import's lease) and the loose blob (held by nothing) go
@@ -217,18 +140,13 @@ void describe("garbage collection: berthd vs containerd", { timeout: 120_000 }, 
     void test("a lease and a gc.root label keep blobs once the last image is gone", async () => {
       const lease = await same(["leases", "create", "--id", "keep"], ns);
       assert.equal(lease.stdout, "keep\n");
-      for (const d of DAEMONS) {
-        await unary(
-          address(d),
-          Leases.typeName,
-          Leases.method.addResource,
-          { id: "keep", resource: { id: imageA.configDigest, type: "content" } },
-          ns,
-        );
-      }
-      for (const d of DAEMONS) {
-        await writeBlobUnderLease(address(d), ns, "keep", "leased-ref", Buffer.from(LEASED_BLOB));
-      }
+      await api(ns, (client) =>
+        client.service(Leases).addResource({
+          id: "keep",
+          resource: { id: imageA.configDigest, type: "content" },
+        }),
+      );
+      await writeBlobUnderLease(ns, "keep", "leased-ref", Buffer.from(LEASED_BLOB));
       const layer = imageA.layerDigests[0] ?? "";
       const labelled = await same(["content", "label", layer, "containerd.io/gc.root=1"], ns);
       assert.equal(labelled.stdout, "containerd.io/gc.root=1\n");

@@ -5,73 +5,21 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import * as grpc from "@grpc/grpc-js";
-import {
-  create,
-  fromBinary,
-  toBinary,
-  type DescMessage,
-  type DescMethodUnary,
-  type MessageInitShape,
-  type MessageShape,
-} from "@bufbuild/protobuf";
 import { extract } from "tar-stream";
-import { Images } from "../../src/gen/containerd/services/images/v1/images_pb.js";
+import { Images } from "../../src/client/index.js";
 import { busyboxImage } from "../fixtures/busybox.js";
 import { writeDockerArchive } from "../fixtures/docker-archive.js";
 import { MediaTypes } from "../fixtures/media-types.js";
 import { writeOciArchive, type ArchiveResult } from "../fixtures/oci-image.js";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { startContainerd, type ContainerdHandle } from "../harness/containerd.js";
-import { ctrOk, runCtr, type CtrResult } from "../harness/ctr.js";
+import { ctrOk, runCtr } from "../harness/ctr.js";
 import { normalizeCtrOutput } from "../harness/normalize.js";
 import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
+import { sideBySide, type Both, type Daemon } from "./side-by-side.js";
 
 const OCI_NAME = "docker.io/library/busybox:oci";
 const DOCKER_NAME = "docker.io/library/busybox:docker";
-
-interface Both {
-  berthd: CtrResult;
-  containerd: CtrResult;
-}
-
-/** Exit code, stdout and stderr, normalised, as one string that reads well in a diff. */
-function render(r: CtrResult): string {
-  return `exit ${r.code}\n--- stdout\n${normalizeCtrOutput(r.stdout)}\n--- stderr\n${normalizeCtrOutput(r.stderr)}`;
-}
-
-/** The command for an assertion message, long arguments cut. */
-function shorten(args: readonly string[]): string {
-  return args.map((a) => (a.length > 60 ? `${a.slice(0, 60)}...` : a)).join(" ");
-}
-
-/** One unary gRPC call with the namespace header, for what ctr does not print (whole records). */
-async function unary<I extends DescMessage, O extends DescMessage>(
-  address: string,
-  typeName: string,
-  method: DescMethodUnary<I, O>,
-  req: MessageInitShape<I>,
-  namespace: string,
-): Promise<MessageShape<O>> {
-  const client = new grpc.Client(`unix://${address}`, grpc.credentials.createInsecure());
-  try {
-    const md = new grpc.Metadata();
-    md.set("containerd-namespace", namespace);
-    return await new Promise((resolve, reject) => {
-      client.makeUnaryRequest(
-        `/${typeName}/${method.name}`,
-        (m: MessageShape<I>) => Buffer.from(toBinary(method.input, m)),
-        (b: Buffer) => fromBinary(method.output, b),
-        create(method.input, req),
-        md,
-        { deadline: Date.now() + 20_000 },
-        (err, res) => (err || !res ? reject(err ?? new Error("empty response")) : resolve(res)),
-      );
-    });
-  } finally {
-    client.close();
-  }
-}
 
 /** Reads a tar into memory: member path -> bytes (directories left out). */
 async function readTar(path: string): Promise<Map<string, Buffer>> {
@@ -106,39 +54,34 @@ void describe("ctr images: berthd vs containerd", { timeout: 120_000 }, () => {
   let nsCounter = 0;
   const newNamespace = (): string => `img-${++nsCounter}`;
 
-  /** Runs the same ctr command on both daemons (args may differ per daemon for paths). */
-  async function both(
-    args: readonly string[] | ((daemon: "berthd" | "containerd") => readonly string[]),
-    namespace: string,
-  ): Promise<Both> {
-    const argsFor = typeof args === "function" ? args : () => args;
-    const [b, c] = await Promise.all([
-      runCtr(berthd.address, argsFor("berthd"), { namespace }),
-      runCtr(containerd.address, argsFor("containerd"), { namespace }),
-    ]);
-    return { berthd: b, containerd: c };
-  }
-
-  /** Runs on both and asserts the normalised results are identical; returns berthd's. */
-  async function same(
-    args: readonly string[] | ((daemon: "berthd" | "containerd") => readonly string[]),
-    namespace: string,
-  ): Promise<CtrResult> {
-    const r = await both(args, namespace);
-    const label = shorten(typeof args === "function" ? args("berthd") : args);
-    assert.equal(
-      render(r.berthd),
-      render(r.containerd),
-      `ctr ${label}: berthd (actual) vs containerd (expected)`,
-    );
-    return r.berthd;
-  }
+  const { both, same, api } = sideBySide(() => ({ berthd, containerd }));
 
   /** Imports an archive on both daemons (exit 0 required on containerd, equal output on both). */
   async function importBoth(archive: string, namespace: string): Promise<void> {
     await ctrOk(containerd.address, ["images", "import", "--no-unpack", archive], { namespace });
     const b = await runCtr(berthd.address, ["images", "import", "--no-unpack", archive], { namespace });
     assert.equal(b.code, 0, `berthd import of ${archive} failed: ${b.stderr}`);
+  }
+
+  /** Runs fn with an archive path per daemon, each in a temp dir of its own (removed after). */
+  async function withArchivePaths(fn: (pathFor: (d: Daemon) => string) => Promise<void>): Promise<void> {
+    const dirs = { berthd: await makeTempDir("export"), containerd: await makeTempDir("export") };
+    try {
+      await fn((d) => join(dirs[d], "out.tar"));
+    } finally {
+      await removeTempDir(dirs.berthd);
+      await removeTempDir(dirs.containerd);
+    }
+  }
+
+  /** Both daemons' archives, read; asserts that they hold the same member names. */
+  async function readArchives(pathFor: (d: Daemon) => string): Promise<Both<Map<string, Buffer>>> {
+    const tars = {
+      berthd: await readTar(pathFor("berthd")),
+      containerd: await readTar(pathFor("containerd")),
+    };
+    assert.deepEqual([...tars.berthd.keys()].sort(), [...tars.containerd.keys()].sort());
+    return tars;
   }
 
   void before(async () => {
@@ -156,40 +99,32 @@ void describe("ctr images: berthd vs containerd", { timeout: 120_000 }, () => {
     await removeTempDir(work);
   });
 
-  void test("import --no-unpack of an OCI archive, then images ls", async () => {
-    const ns = newNamespace();
-    const imported = await same(["images", "import", "--no-unpack", oci.path], ns);
-    assert.equal(imported.code, 0);
-    const ls = await same(["images", "ls"], ns);
-    assert.equal(
-      normalizeCtrOutput(ls.stdout),
-      [
-        "REF TYPE DIGEST SIZE PLATFORMS LABELS",
-        `${OCI_NAME} ${MediaTypes.ociManifest} ${oci.manifestDigest} 1.0 MiB linux/amd64 -`,
-        "",
-      ].join("\n"),
-    );
-  });
-
-  void test("import --no-unpack of a docker-save archive, then images ls", async () => {
-    const ns = newNamespace();
-    const imported = await same(["images", "import", "--no-unpack", docker.path], ns);
-    assert.equal(imported.code, 0);
-    const ls = await same(["images", "ls"], ns);
-    assert.equal(
-      normalizeCtrOutput(ls.stdout),
-      [
-        "REF TYPE DIGEST SIZE PLATFORMS LABELS",
-        `${DOCKER_NAME} ${MediaTypes.dockerManifest} ${docker.manifestDigest} 1.9 MiB linux/amd64 -`,
-        "",
-      ].join("\n"),
-    );
-    // The importer wrote the synthesised manifest with its expected digest; it must be stored.
-    const manifest = await ctrOk(berthd.address, ["content", "get", docker.manifestDigest], {
-      namespace: ns,
+  // The archive, the name and media type ctr lists, and the size it shows, per archive format.
+  const formats = [
+    ["an OCI", () => oci, OCI_NAME, MediaTypes.ociManifest, "1.0 MiB"],
+    ["a docker-save", () => docker, DOCKER_NAME, MediaTypes.dockerManifest, "1.9 MiB"],
+  ] as const;
+  for (const [format, archive, name, mediaType, size] of formats) {
+    void test(`import --no-unpack of ${format} archive, then images ls`, async () => {
+      const ns = newNamespace();
+      const { path, manifestDigest, image } = archive();
+      const imported = await same(["images", "import", "--no-unpack", path], ns);
+      assert.equal(imported.code, 0);
+      const ls = await same(["images", "ls"], ns);
+      assert.equal(
+        normalizeCtrOutput(ls.stdout),
+        [
+          "REF TYPE DIGEST SIZE PLATFORMS LABELS",
+          `${name} ${mediaType} ${manifestDigest} ${size} linux/amd64 -`,
+          "",
+        ].join("\n"),
+      );
+      // The manifest is stored as built (a docker-save one is synthesised by the importer, which
+      // writes it with its expected digest).
+      const manifest = await ctrOk(berthd.address, ["content", "get", manifestDigest], { namespace: ns });
+      assert.equal(manifest, image.manifest.bytes.toString());
     });
-    assert.equal(manifest, docker.image.manifest.bytes.toString());
-  });
+  }
 
   void test("import --index-name also records the index, as containerd does", async () => {
     const ns = newNamespace();
@@ -210,15 +145,7 @@ void describe("ctr images: berthd vs containerd", { timeout: 120_000 }, () => {
     await importBoth(oci.path, ns);
     await importBoth(docker.path, ns);
     await same(["images", "label", OCI_NAME, "k=v"], ns);
-    const list = (d: "berthd" | "containerd") =>
-      unary(
-        d === "berthd" ? berthd.address : containerd.address,
-        Images.typeName,
-        Images.method.list,
-        {},
-        ns,
-      );
-    const [b, c] = await Promise.all([list("berthd"), list("containerd")]);
+    const { berthd: b, containerd: c } = await api(ns, (client) => client.service(Images).list({}));
     const strip = (r: typeof b) =>
       r.images.map((i) => ({
         name: i.name,
@@ -385,17 +312,10 @@ void describe("ctr images: berthd vs containerd", { timeout: 120_000 }, () => {
   void test("images export: same archive from both daemons, and it imports again", async () => {
     const ns = newNamespace();
     await importBoth(oci.path, ns);
-    const outB = await makeTempDir("export");
-    const outC = await makeTempDir("export");
-    try {
-      const exported = await same(
-        (d) => ["images", "export", join(d === "berthd" ? outB : outC, "out.tar"), OCI_NAME],
-        ns,
-      );
+    await withArchivePaths(async (out) => {
+      const exported = await same((d) => ["images", "export", out(d), OCI_NAME], ns);
       assert.equal(exported.code, 0);
-      const tarB = await readTar(join(outB, "out.tar"));
-      const tarC = await readTar(join(outC, "out.tar"));
-      assert.deepEqual([...tarB.keys()].sort(), [...tarC.keys()].sort());
+      const { berthd: tarB, containerd: tarC } = await readArchives(out);
       for (const [name, bytes] of tarC) {
         assert.equal(tarB.get(name)?.toString("base64"), bytes.toString("base64"), `${name} differs`);
       }
@@ -422,37 +342,24 @@ void describe("ctr images: berthd vs containerd", { timeout: 120_000 }, () => {
 
       // Re-import into a fresh namespace on each daemon.
       const ns2 = newNamespace();
-      const reimported = await same(
-        (d) => ["images", "import", "--no-unpack", join(d === "berthd" ? outB : outC, "out.tar")],
-        ns2,
-      );
+      const reimported = await same((d) => ["images", "import", "--no-unpack", out(d)], ns2);
       assert.equal(reimported.code, 0);
       const ls = await same(["images", "ls", "-q"], ns2);
       assert.equal(ls.stdout, `${OCI_NAME}\n`);
       const check = await both(["images", "check"], ns2);
       assert.equal(normalizeCtrOutput(check.berthd.stdout), normalizeCtrOutput(check.containerd.stdout));
       assert.match(check.berthd.stdout, /complete \(2\/2\)/);
-    } finally {
-      await removeTempDir(outB);
-      await removeTempDir(outC);
-    }
+    });
   });
 
   void test("images export of an OCI and a docker image into one archive", async () => {
     const ns = newNamespace();
     await importBoth(oci.path, ns);
     await importBoth(docker.path, ns);
-    const outB = await makeTempDir("export");
-    const outC = await makeTempDir("export");
-    try {
-      const exported = await same(
-        (d) => ["images", "export", join(d === "berthd" ? outB : outC, "out.tar"), OCI_NAME, DOCKER_NAME],
-        ns,
-      );
+    await withArchivePaths(async (out) => {
+      const exported = await same((d) => ["images", "export", out(d), OCI_NAME, DOCKER_NAME], ns);
       assert.equal(exported.code, 0);
-      const tarB = await readTar(join(outB, "out.tar"));
-      const tarC = await readTar(join(outC, "out.tar"));
-      assert.deepEqual([...tarB.keys()].sort(), [...tarC.keys()].sort());
+      const { berthd: tarB, containerd: tarC } = await readArchives(out);
       for (const [name, bytes] of tarC) {
         // containerd writes manifest.json's entries in Go map order: compare them as a set.
         if (name === "manifest.json") continue;
@@ -474,25 +381,14 @@ void describe("ctr images: berthd vs containerd", { timeout: 120_000 }, () => {
           .sort(),
         [DOCKER_NAME, OCI_NAME].map((n) => n.replace("docker.io/library/", "")).sort(),
       );
-    } finally {
-      await removeTempDir(outB);
-      await removeTempDir(outC);
-    }
+    });
   });
 
   void test("images export of a missing image fails alike", async () => {
     const ns = newNamespace();
-    const outB = await makeTempDir("export");
-    const outC = await makeTempDir("export");
-    try {
-      const r = await same(
-        (d) => ["images", "export", join(d === "berthd" ? outB : outC, "out.tar"), "example.com/none:1"],
-        ns,
-      );
+    await withArchivePaths(async (out) => {
+      const r = await same((d) => ["images", "export", out(d), "example.com/none:1"], ns);
       assert.equal(r.code, 1);
-    } finally {
-      await removeTempDir(outB);
-      await removeTempDir(outC);
-    }
+    });
   });
 });

@@ -5,14 +5,9 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { startContainerd, type ContainerdHandle } from "../harness/containerd.js";
-import { ctrOk, runCtr, type CtrOptions, type CtrResult } from "../harness/ctr.js";
+import { ctrOk } from "../harness/ctr.js";
 import { normalizeCtrOutput, sortRows } from "../harness/normalize.js";
-
-/** Exit code, stdout and stderr, normalised, as one string that reads well in a diff. */
-function render(r: CtrResult, opts: { sort?: boolean } = {}): string {
-  const out = normalizeCtrOutput(r.stdout);
-  return `exit ${r.code}\n--- stdout\n${opts.sort && out !== "" ? sortRows(out) : out}\n--- stderr\n${normalizeCtrOutput(r.stderr)}`;
-}
+import { sideBySide } from "./side-by-side.js";
 
 /** containerd's leases.WithRandomID: nanoseconds of the clock, "-", 4 base64url characters. */
 const RANDOM_ID = /^\d{1,9}-[A-Za-z0-9_-]{4}$/;
@@ -23,22 +18,7 @@ void describe("ctr leases: berthd vs containerd", () => {
   let counter = 0;
   const newNamespace = (): string => `leases-${++counter}`;
 
-  /** Runs the same ctr command on both daemons, asserts equal normalised results, returns berthd's. */
-  async function same(
-    args: readonly string[],
-    opts: CtrOptions & { sort?: boolean } = {},
-  ): Promise<CtrResult> {
-    const [b, c] = await Promise.all([
-      runCtr(berthd.address, args, opts),
-      runCtr(containerd.address, args, opts),
-    ]);
-    assert.equal(
-      render(b, opts),
-      render(c, opts),
-      `ctr ${args.join(" ")}: berthd (actual) vs containerd (expected)`,
-    );
-    return b;
-  }
+  const { both, same } = sideBySide(() => ({ berthd, containerd }));
 
   void before(async () => {
     [berthd, containerd] = await Promise.all([startBerthd(), startContainerd()]);
@@ -69,17 +49,14 @@ void describe("ctr leases: berthd vs containerd", () => {
 
   void test("create without --id gets a random id; the default expiry is 24h; -x 0 never expires", async () => {
     const ns = newNamespace();
-    const [b, c] = await Promise.all([
-      runCtr(berthd.address, ["leases", "create"], { namespace: ns }),
-      runCtr(containerd.address, ["leases", "create"], { namespace: ns }),
-    ]);
+    const { berthd: b, containerd: c } = await both(["leases", "create"], ns);
     assert.equal(b.code, 0, b.stderr);
     assert.equal(c.code, 0, c.stderr);
     assert.match(b.stdout.trim(), RANDOM_ID);
     assert.match(c.stdout.trim(), RANDOM_ID);
     await same(["leases", "create", "-x", "0", "k=2"], { namespace: ns });
     await same(["leases", "create", "--id", "forever", "-x", "0"], { namespace: ns });
-    const ls = await same(["leases", "ls"], { namespace: ns, sort: true });
+    const ls = await same(["leases", "ls"], { namespace: ns, sortRows: true });
     assert.equal(
       sortRows(normalizeCtrOutput(ls.stdout)),
       "ID CREATED AT LABELS\n" +

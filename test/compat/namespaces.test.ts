@@ -2,26 +2,13 @@
 // labels, ls (-q), label and clearing a label, rm (missing, non-empty, several), invalid names,
 // and the implicit creation of a namespace by its first write. Outputs must match exactly.
 import assert from "node:assert/strict";
-import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { buildLayer } from "../fixtures/layer.js";
-import { writeOciArchive, type ArchiveResult } from "../fixtures/oci-image.js";
+import type { ArchiveResult } from "../fixtures/oci-image.js";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { startContainerd, type ContainerdHandle } from "../harness/containerd.js";
-import { runCtr, type CtrOptions, type CtrResult } from "../harness/ctr.js";
 import { normalizeCtrOutput } from "../harness/normalize.js";
-import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
-
-/** Exit code, stdout and stderr, normalised, as one string that reads well in a diff. */
-function render(r: CtrResult): string {
-  return `exit ${r.code}\n--- stdout\n${normalizeCtrOutput(r.stdout)}\n--- stderr\n${normalizeCtrOutput(r.stderr)}`;
-}
-
-/** The command for an assertion message, long arguments cut. */
-function shorten(args: readonly string[]): string {
-  return args.map((a) => (a.length > 60 ? `${a.slice(0, 60)}...` : a)).join(" ");
-}
+import { removeTempDir } from "../harness/temp-dir.js";
+import { makeTinyWork, sideBySide } from "./side-by-side.js";
 
 void describe("ctr namespaces: berthd vs containerd", () => {
   let berthd: BerthdHandle;
@@ -33,22 +20,7 @@ void describe("ctr namespaces: berthd vs containerd", () => {
   /** A fresh prefix per test: namespaces are global, so every name a test makes starts with it. */
   const newPrefix = (): string => `ns${++counter}`;
 
-  /** Runs the same ctr command on both daemons, asserts equal normalised results, returns berthd's. */
-  async function same(args: readonly string[], opts: CtrOptions = {}): Promise<CtrResult> {
-    const [b, c] = await Promise.all([
-      runCtr(berthd.address, args, opts),
-      runCtr(containerd.address, args, opts),
-    ]);
-    assert.equal(render(b), render(c), `ctr ${shorten(args)}: berthd (actual) vs containerd (expected)`);
-    return b;
-  }
-
-  /** Runs a synchronous garbage collection on both daemons (deleting a lease with --sync). */
-  async function flushGc(): Promise<void> {
-    const id = `flush-${++counter}`;
-    await same(["leases", "create", "--id", id], { namespace: "gcflush" });
-    await same(["leases", "rm", "--sync", id], { namespace: "gcflush" });
-  }
+  const { both, same, flushGc } = sideBySide(() => ({ berthd, containerd }));
 
   /** Like same(), for an `ls`: only the header and the rows naming this test's namespaces. */
   async function sameRows(args: readonly string[], prefix: string): Promise<string> {
@@ -57,7 +29,7 @@ void describe("ctr namespaces: berthd vs containerd", () => {
         .split("\n")
         .filter((line, i) => (i === 0 && !args.includes("-q")) || line.startsWith(prefix))
         .join("\n");
-    const [b, c] = await Promise.all([runCtr(berthd.address, args), runCtr(containerd.address, args)]);
+    const { berthd: b, containerd: c } = await both(args);
     assert.equal(b.code, 0, b.stderr);
     assert.equal(c.code, 0, c.stderr);
     assert.equal(
@@ -69,11 +41,7 @@ void describe("ctr namespaces: berthd vs containerd", () => {
   }
 
   void before(async () => {
-    work = await makeTempDir("compat-namespaces");
-    rootfs = join(work, "rootfs");
-    await mkdir(rootfs);
-    const layer = await buildLayer([{ path: "hello.txt", type: "file", content: "hello\n" }]);
-    image = await writeOciArchive(join(work, "tiny.tar"), { layers: [layer], name: "example.com/tiny:1" });
+    ({ work, rootfs, image } = await makeTinyWork("compat-namespaces"));
     [berthd, containerd] = await Promise.all([startBerthd(), startContainerd()]);
   });
 

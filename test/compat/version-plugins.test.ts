@@ -8,14 +8,10 @@ import { after, before, describe, test } from "node:test";
 import { BERTHD_PATH, startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { startContainerd, type ContainerdHandle } from "../harness/containerd.js";
 import { spawnDaemon } from "../harness/daemon-process.js";
-import { ctrOk, runCtr, type CtrResult } from "../harness/ctr.js";
-import { normalizeCtrOutput, sortRows } from "../harness/normalize.js";
+import { ctrOk, runCtr } from "../harness/ctr.js";
+import { normalizeCtrOutput } from "../harness/normalize.js";
 import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
-
-/** Exit code, stdout and stderr, normalised, as one string that reads well in a diff. */
-function render(r: CtrResult): string {
-  return `exit ${r.code}\n--- stdout\n${normalizeCtrOutput(r.stdout)}\n--- stderr\n${normalizeCtrOutput(r.stderr)}`;
-}
+import { sideBySide } from "./side-by-side.js";
 
 /** The "Server:" section of `ctr version`, as key -> value. */
 function serverSection(out: string): Map<string, string> {
@@ -49,12 +45,7 @@ void describe("ctr version and plugins: berthd vs containerd", () => {
 
   const start = (): Promise<BerthdHandle> => startBerthd({ root, state, address });
 
-  /** Runs the same ctr command on both daemons and asserts equal normalised results. */
-  async function same(args: readonly string[]): Promise<CtrResult> {
-    const [b, c] = await Promise.all([runCtr(berthd.address, args), runCtr(containerd.address, args)]);
-    assert.equal(render(b), render(c), `ctr ${args.join(" ")}: berthd (actual) vs containerd (expected)`);
-    return b;
-  }
+  const { both, same } = sideBySide(() => ({ berthd, containerd }));
 
   void before(async () => {
     // Root, state and socket are ours so that berthd can be restarted on them.
@@ -71,10 +62,7 @@ void describe("ctr version and plugins: berthd vs containerd", () => {
   });
 
   void test("version: same Client section, a Server section with Version, Revision and UUID", async () => {
-    const [b, c] = await Promise.all([
-      runCtr(berthd.address, ["version"]),
-      runCtr(containerd.address, ["version"]),
-    ]);
+    const { berthd: b, containerd: c } = await both(["version"]);
     assert.equal(b.code, 0, b.stderr);
     assert.equal(c.code, 0, c.stderr);
     assert.equal(b.stdout.split("Server:")[0], c.stdout.split("Server:")[0]);
@@ -160,12 +148,7 @@ void describe("ctr version and plugins: berthd vs containerd", () => {
       ["type==no.such.type"],
       ['id~="^(namespaces|leases)$"'],
     ]) {
-      const args = ["plugins", "ls", ...filters];
-      const [b, c] = await Promise.all([runCtr(berthd.address, args), runCtr(containerd.address, args)]);
-      assert.equal(b.code, 0, b.stderr);
-      assert.equal(c.code, 0, c.stderr);
-      const rows = (r: CtrResult): string => sortRows(normalizeCtrOutput(r.stdout));
-      assert.equal(rows(b), rows(c), `ctr ${args.join(" ")}: berthd (actual) vs containerd (expected)`);
+      await same(["plugins", "ls", ...filters], { sortRows: true, succeed: true });
     }
   });
 

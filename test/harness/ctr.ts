@@ -84,22 +84,30 @@ export async function ctrOk(
   return result.stdout;
 }
 
-/** A long-running ctr (e.g. `ctr events`) whose output accumulates until it is stopped. */
+/**
+ * A long-running ctr (e.g. `ctr events`, or `ctr content ingest` fed piece by piece) whose output
+ * accumulates until it exits or is stopped.
+ */
 export interface CtrProcess {
   child: ChildProcess;
   stdout(): string;
   stderr(): string;
   /** Resolves once stdout contains the text (or rejects after timeoutMs). */
   waitFor(text: string | RegExp, timeoutMs?: number): Promise<void>;
+  /** Feeds more to ctr's stdin (only with keepStdinOpen). */
+  write(data: Buffer | string): void;
+  /** Closes stdin and resolves with the result once ctr has exited (SIGKILL after timeoutMs). */
+  finish(timeoutMs?: number): Promise<CtrResult>;
   /** Sends SIGTERM (default) and resolves with the result once ctr has exited. */
   stop(signal?: NodeJS.Signals): Promise<CtrResult>;
 }
 
-export function spawnCtr(
-  address: string,
-  args: readonly string[],
-  opts: Omit<CtrOptions, "timeoutMs"> = {},
-): CtrProcess {
+export interface SpawnCtrOptions extends Omit<CtrOptions, "timeoutMs"> {
+  /** Leaves stdin open after `input`, for write() and finish(); it is closed at once otherwise. */
+  keepStdinOpen?: boolean;
+}
+
+export function spawnCtr(address: string, args: readonly string[], opts: SpawnCtrOptions = {}): CtrProcess {
   const child = spawn(CTR_PATH, ctrArgv(address, args, opts.namespace), {
     env: ctrEnv(opts.env),
     stdio: ["pipe", "pipe", "pipe"],
@@ -109,7 +117,11 @@ export function spawnCtr(
   child.stdout.on("data", (c: Buffer) => (out += c.toString()));
   child.stderr.on("data", (c: Buffer) => (err += c.toString()));
   child.stdin.on("error", () => undefined);
-  child.stdin.end(opts.input ?? "");
+  if (opts.keepStdinOpen) {
+    if (opts.input !== undefined) child.stdin.write(opts.input);
+  } else {
+    child.stdin.end(opts.input ?? "");
+  }
   const exited = new Promise<number>((resolvePromise) => {
     child.on("close", (code) => resolvePromise(code ?? -1));
     child.on("error", () => resolvePromise(-1));
@@ -127,6 +139,16 @@ export function spawnCtr(
         }
         await new Promise((r) => setTimeout(r, 50));
       }
+    },
+    write(data) {
+      child.stdin.write(data);
+    },
+    async finish(timeoutMs = 30_000) {
+      child.stdin.end();
+      const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return { code, stdout: out, stderr: err };
     },
     async stop(signal = "SIGTERM") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);

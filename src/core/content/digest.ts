@@ -1,4 +1,5 @@
-// Content digests: the one accepted form ("sha256:" + 64 lowercase hex) and its validation.
+// Content digests: the one accepted form ("sha256:" + 64 lowercase hex) and its validation, and
+// go-digest's view of any digest (digestProblem), whose texts containerd's errors carry.
 // Anything that turns a digest into a path must go through validateDigest first.
 import { invalidArgument } from "../../errdefs/errors.js";
 
@@ -22,4 +23,24 @@ export function isSha256Hex(s: string): boolean {
 
 export function sha256Digest(hex: string): string {
   return `sha256:${hex}`;
+}
+
+// go-digest's algorithms and their hex lengths; a Map so that "constructor" is not an algorithm.
+const digestHexLength = new Map([
+  ["sha256", 64],
+  ["sha384", 96],
+  ["sha512", 128],
+]);
+const digestGrammar = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
+
+/** What go-digest's Digest.Validate would say about d, or undefined when d is valid. */
+export function digestProblem(d: string): string | undefined {
+  const colon = d.indexOf(":");
+  if (colon <= 0 || colon + 1 === d.length) return "invalid checksum digest format";
+  const length = digestHexLength.get(d.slice(0, colon));
+  if (length === undefined)
+    return digestGrammar.test(d) ? "unsupported digest algorithm" : "invalid checksum digest format";
+  const hex = d.slice(colon + 1);
+  if (hex.length !== length) return "invalid checksum digest length";
+  return /^[a-f0-9]+$/.test(hex) ? undefined : "invalid checksum digest format";
 }

@@ -4,14 +4,7 @@ import { createHash, type Hash } from "node:crypto";
 import { chmod, mkdir, open, readdir, rm, stat, unlink, type FileHandle } from "node:fs/promises";
 import { constants as fsConstants } from "node:fs";
 import path from "node:path";
-import {
-  alreadyExists,
-  dataLoss,
-  invalidArgument,
-  notFound,
-  outOfRange,
-  unavailable,
-} from "../../errdefs/errors.js";
+import { alreadyExists, dataLoss, invalidArgument, notFound, outOfRange } from "../../errdefs/errors.js";
 import type { Info, Status, Writer, WriterOptions } from "./content.js";
 import { isSha256Hex, sha256Digest, validateDigest } from "./digest.js";
 import {
@@ -24,6 +17,7 @@ import {
 } from "./ingest-dir.js";
 import { isErrno, pathExists } from "./fs-probe.js";
 import { LocalWriter } from "./local-writer.js";
+import { RefLocks, type RefLock } from "./ref-locks.js";
 
 /** Largest chunk read() yields, matching the 1 MiB messages clients expect. */
 export const readChunkSize = 1 << 20;
@@ -56,7 +50,7 @@ export async function createLocalContentStore(root: string): Promise<LocalConten
 
   // Live writers of this store instance, by ref. Deliberately per instance and in memory: a
   // restarted daemon (a new instance) may resume any ingest its predecessor left behind.
-  const locks = new Map<string, LocalWriter>();
+  const locks = new RefLocks<LocalWriter>();
 
   const blobPath = (digest: string): string => path.join(blobDir, validateDigest(digest));
 
@@ -106,7 +100,7 @@ export async function createLocalContentStore(root: string): Promise<LocalConten
     }
   }
 
-  async function openWriter(opts: WriterOptions): Promise<LocalWriter> {
+  async function openWriter(opts: WriterOptions, lock: RefLock<LocalWriter>): Promise<LocalWriter> {
     const ref = opts.ref;
     // A negative total means "unknown", as containerd only ever acts on total > 0.
     const total = Math.max(0, opts.total ?? 0);
@@ -125,7 +119,7 @@ export async function createLocalContentStore(root: string): Promise<LocalConten
       const now = new Date();
       await initIngestFiles(paths, { ref, startedAt: now, total, expected });
       const fh = await openData(paths);
-      return newWriter(ref, paths, fh, createHash("sha256"), 0, total, expected, now, now);
+      return newWriter(lock, paths, fh, createHash("sha256"), 0, total, expected, now, now);
     }
 
     if (total > 0 && found.total === 0) await replaceSmallFile(paths.total, String(total));
@@ -136,7 +130,7 @@ export async function createLocalContentStore(root: string): Promise<LocalConten
       const { size } = await fh.stat();
       const hash = await hashFile(paths.data, size);
       return newWriter(
-        ref,
+        lock,
         paths,
         fh,
         hash,
@@ -153,7 +147,7 @@ export async function createLocalContentStore(root: string): Promise<LocalConten
   }
 
   function newWriter(
-    ref: string,
+    lock: RefLock<LocalWriter>,
     paths: IngestPaths,
     fh: FileHandle,
     hash: Hash,
@@ -163,8 +157,8 @@ export async function createLocalContentStore(root: string): Promise<LocalConten
     startedAt: Date,
     updatedAt: Date,
   ): LocalWriter {
-    const w: LocalWriter = new LocalWriter({
-      ref,
+    return new LocalWriter({
+      ref: lock.ref,
       paths,
       fh,
       hash,
@@ -174,11 +168,8 @@ export async function createLocalContentStore(root: string): Promise<LocalConten
       startedAt,
       updatedAt,
       blobDir,
-      release: () => {
-        if (locks.get(ref) === w) locks.delete(ref);
-      },
+      release: () => locks.release(lock),
     });
-    return w;
   }
 
   return {
@@ -191,15 +182,12 @@ export async function createLocalContentStore(root: string): Promise<LocalConten
       validateRef(opts.ref);
       const ref = opts.ref;
       // Claim the ref synchronously, before any await, so two concurrent calls cannot both win.
-      if (locks.has(ref)) throw unavailable(`ref ${ref} locked`);
-      const placeholder = {} as LocalWriter;
-      locks.set(ref, placeholder);
+      const lock = locks.tryLock(ref);
       try {
-        const w = await openWriter(opts);
-        locks.set(ref, w);
-        return w;
+        lock.holder = await openWriter(opts, lock);
+        return lock.holder;
       } catch (err) {
-        if (locks.get(ref) === placeholder) locks.delete(ref);
+        locks.release(lock);
         throw err;
       }
     },
@@ -228,8 +216,7 @@ export async function createLocalContentStore(root: string): Promise<LocalConten
     async abort(ref: string): Promise<void> {
       validateRef(ref);
       const paths = ingestPaths(ingestRoot, ref);
-      const live = locks.get(ref);
-      if (live instanceof LocalWriter) await live.detach();
+      await locks.holder(ref)?.detach();
       if (!(await pathExists(paths.dir))) throw notFound(`ingest ref ${JSON.stringify(ref)}`);
       await rm(paths.dir, { recursive: true, force: true });
     },

@@ -6,7 +6,6 @@ import {
   invalidArgument,
   isCode,
   notFound,
-  unavailable,
 } from "../../errdefs/errors.js";
 import type { RequestContext } from "../context.js";
 import type { Info, Status, Store, Writer, WriterOptions } from "../content/content.js";
@@ -149,20 +148,16 @@ export function createNamespacedContentStore(
   /**
    * Opens the backend writer under the namespaced ref. The backend refuses an expected digest it
    * already holds, but in this namespace (isolated policy, or a size that did not match) the bytes
-   * must still be written, so then the expectation is left to the commit. Lock errors name the
-   * client's ref, not the backend's.
+   * must still be written, so then the expectation is left to the commit. Lock errors pass
+   * through: like containerd's, they name the backend ref ("<namespace>/<ref>" here,
+   * "<namespace>/<sequence>/<ref>" there).
    */
-  async function openBackendWriter(ref: string, backendRef: string, total: number, expected: string) {
+  async function openBackendWriter(backendRef: string, total: number, expected: string) {
     try {
-      try {
-        return await backend.writer({ ref: backendRef, total, expected });
-      } catch (err) {
-        if (expected === "" || !isCode(err, "already-exists")) throw err;
-        return await backend.writer({ ref: backendRef, total, expected: "" });
-      }
+      return await backend.writer({ ref: backendRef, total, expected });
     } catch (err) {
-      if (isCode(err, "unavailable")) throw unavailable(`ref ${ref} locked`);
-      throw err;
+      if (expected === "" || !isCode(err, "already-exists")) throw err;
+      return await backend.writer({ ref: backendRef, total, expected: "" });
     }
   }
 
@@ -283,7 +278,7 @@ export function createNamespacedContentStore(
           let w: Writer | undefined;
           if (!sharedBlob) {
             try {
-              w = await openBackendWriter(ref, opened.backendRef, total, expected);
+              w = await openBackendWriter(opened.backendRef, total, expected);
             } catch (err) {
               if (opened.created) {
                 db.transaction(() => {
@@ -301,7 +296,7 @@ export function createNamespacedContentStore(
             shared: sharedBlob ? { expected, size: total, at: new Date(now()) } : undefined,
             commit: (digest, size, labels) => commitRow(ctx, ref, digest, size, labels),
             unshare: async () => {
-              const bw = await openBackendWriter(ref, opened.backendRef, total, expected);
+              const bw = await openBackendWriter(opened.backendRef, total, expected);
               q.ingestUnshare.run(ns, ref);
               return bw;
             },

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { type MetadataDB, openMetadataDB } from "./db.js";
-import { type ImageInput, createImageStore, digestProblem } from "./images.js";
+import { digestProblem } from "../content/digest.js";
+import { type ImageInput, createImageStore } from "./images.js";
 import { createNamespaceStore } from "./namespaces.js";
 
 const dA = `sha256:${"a".repeat(64)}`;

@@ -4,6 +4,7 @@ import { alreadyExists, invalidArgument, notFound } from "../../errdefs/errors.j
 import type { RequestContext } from "../context.js";
 import { imageAdaptor } from "../filters/adaptors.js";
 import { parseFilters } from "../filters/filter.js";
+import { digestProblem } from "../content/digest.js";
 import { ensureNamespace, type MetadataDB } from "./db.js";
 import {
   compactStringMap,
@@ -62,26 +63,6 @@ interface ImageRow {
   target_annotations: string;
   created_at: number;
   updated_at: number;
-}
-
-// go-digest's algorithms and their hex lengths; a Map so that "constructor" is not an algorithm.
-const digestHexLength = new Map([
-  ["sha256", 64],
-  ["sha384", 96],
-  ["sha512", 128],
-]);
-const digestGrammar = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
-
-/** What go-digest's Digest.Validate would say about d, or undefined when d is valid. */
-export function digestProblem(d: string): string | undefined {
-  const colon = d.indexOf(":");
-  if (colon <= 0 || colon + 1 === d.length) return "invalid checksum digest format";
-  const length = digestHexLength.get(d.slice(0, colon));
-  if (length === undefined)
-    return digestGrammar.test(d) ? "unsupported digest algorithm" : "invalid checksum digest format";
-  const hex = d.slice(colon + 1);
-  if (hex.length !== length) return "invalid checksum digest length";
-  return /^[a-f0-9]+$/.test(hex) ? undefined : "invalid checksum digest format";
 }
 
 /** containerd's validateImage: a name, valid labels, and a target with digest, size and media type. */
