@@ -79,6 +79,8 @@ const fchmodatCall = libc.func("int fchmodat(int dirfd, const char *path, uint32
 const utimensatCall = libc.func(
   "int utimensat(int dirfd, const char *path, const berth_timespec *times, int flags)",
 );
+// glibc's utimensat refuses a NULL path (EINVAL); futimens is the fd form.
+const futimensCall = libc.func("int futimens(int fd, const berth_timespec *times)");
 const readlinkatCall = libc.func(
   "ssize_t readlinkat(int dirfd, const char *path, _Out_ uint8_t *buf, size_t size)",
 );
@@ -217,7 +219,7 @@ export function futimens(fd: number, atime: TimeSpec, mtime: TimeSpec): void {
     { tv_sec: atime.sec, tv_nsec: atime.nsec },
     { tv_sec: mtime.sec, tv_nsec: mtime.nsec },
   ];
-  check(utimensatCall(fd, null, koffi.as(times, koffi.pointer(Timespec)), 0) as number, "futimens");
+  check(futimensCall(fd, koffi.as(times, koffi.pointer(Timespec))) as number, "futimens");
 }
 
 export function readlinkat(dirfd: number, name: string): string {
@@ -295,4 +297,27 @@ export function lgetxattrAt(dirfd: number, name: string, key: string): Buffer {
 
 export function close(fd: number): void {
   check(closeCall(fd) as number, "close");
+}
+
+/** A file name as raw bytes: names read back from disk need not be valid UTF-8. */
+export type RawName = string | Uint8Array;
+
+function showName(name: RawName): string {
+  return typeof name === "string" ? name : Buffer.from(name).toString();
+}
+
+function cName(name: RawName): string {
+  if (typeof name === "string") return name;
+  // koffi passes a Buffer as a pointer to its bytes, so the terminating NUL must be ours.
+  return Buffer.concat([name, Buffer.alloc(1)]) as unknown as string;
+}
+
+/** unlinkat(2) for a name given as bytes or a string. */
+export function unlinkatRaw(dirfd: number, name: RawName, flags = 0): void {
+  check(unlinkatCall(dirfd, cName(name), flags) as number, "unlinkat", showName(name));
+}
+
+/** openat(2) for a name given as bytes or a string. */
+export function openatRaw(dirfd: number, name: RawName, flags: number, mode = 0): number {
+  return check(openatCall(dirfd, cName(name), flags | O.CLOEXEC, mode) as number, "openat", showName(name));
 }
