@@ -40,6 +40,11 @@ export interface GcContentBackend {
 export interface GcSnapshotter {
   /** Removes the snapshot the metadata layer knew under backendKey. */
   remove(backendKey: string): Promise<void>;
+  /**
+   * When present, every backend snapshot is visited and those no record refers to (left by a
+   * crash between a backend call and its record, or by a failed removal) are removed too.
+   */
+  walk?(fn: (info: { name: string; parent: string }) => void | Promise<void>): Promise<void>;
 }
 
 export interface GcDeps {
@@ -190,6 +195,8 @@ interface SweepResult {
   removedSnapshots: Array<{ snapshotter: string; backendKey: string }>;
   referencedBlobs: Set<string>;
   liveBackendRefs: Set<string>;
+  /** Backend keys still recorded, per snapshotter. */
+  liveSnapshotKeys: Map<string, Set<string>>;
 }
 
 /** Marks from every root of every namespace, then deletes what was not reached; one transaction. */
@@ -368,7 +375,18 @@ function markAndSweep(db: MetadataDB, now: number): SweepResult {
     ),
   );
 
+  const liveSnapshotKeys = new Map<string, Set<string>>();
+  for (const r of db.prepare("SELECT snapshotter, backend_key FROM snapshots").all() as Array<{
+    snapshotter: string;
+    backend_key: string;
+  }>) {
+    let keys = liveSnapshotKeys.get(r.snapshotter);
+    if (keys === undefined) liveSnapshotKeys.set(r.snapshotter, (keys = new Set()));
+    keys.add(r.backend_key);
+  }
+
   return {
+    liveSnapshotKeys,
     contentRemoved,
     ingestsRemoved,
     leasesRemoved,
@@ -427,6 +445,30 @@ export async function collectGarbage(db: MetadataDB, deps: GcDeps): Promise<GcSt
         await sn.remove(s.backendKey);
       } catch (err) {
         if (!isCode(err, "not-found")) note(`remove snapshot ${s.snapshotter}/${s.backendKey}`, err);
+      }
+    }
+
+    for (const [name, sn] of deps.snapshotters ?? []) {
+      if (sn.walk === undefined) continue;
+      const live = sweep.liveSnapshotKeys.get(name) ?? new Set<string>();
+      const orphans = new Map<string, string>();
+      await sn.walk((info) => {
+        if (!live.has(info.name)) orphans.set(info.name, info.parent);
+      });
+      // Children first: an orphan whose child is also an orphan waits until the child is gone.
+      const depth = (key: string): number => {
+        let d = 0;
+        for (let p = orphans.get(key); p !== undefined && p !== "" && d < orphans.size; p = orphans.get(p))
+          d++;
+        return d;
+      };
+      for (const key of [...orphans.keys()].sort((a, b) => depth(b) - depth(a))) {
+        try {
+          await sn.remove(key);
+          snapshotsRemoved++;
+        } catch (err) {
+          if (!isCode(err, "not-found")) note(`remove orphan snapshot ${name}/${key}`, err);
+        }
       }
     }
 

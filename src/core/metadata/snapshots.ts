@@ -1,28 +1,44 @@
-// Snapshot records in the metadata DB, per namespace and snapshotter. This is the read side that
-// `ctr images check` and `ctr snapshots ls` need; Prepare/Commit/Remove arrive with the
-// snapshotter backends (overlayfs, native), which own the bytes.
-import type { MetadataDB } from "./db.js";
+// The namespaced snapshotter (containerd's metadata.snapshotter): every namespace sees its own key
+// space per snapshotter, recorded in the metadata DB, while the backend (overlayfs, native) holds
+// one flat key space of "<namespace>/<seq>/<key>". The records carry the parent chain, kind and
+// labels; the backend owns the bytes. Snapshots joined to the request's lease, GC roots through
+// labels, and removal of backend snapshots once the records are gone are handled here and in gc.ts.
 import type { RequestContext } from "../context.js";
-import { notFound } from "../../errdefs/errors.js";
-import { decodeStringMap } from "./field-paths.js";
-import { requireNamespace } from "./store-support.js";
+import {
+  alreadyExists,
+  invalidArgument,
+  notFound,
+  BerthError,
+  failedPrecondition,
+} from "../../errdefs/errors.js";
+import type { MetadataDB } from "./db.js";
+import { ensureNamespace } from "./db.js";
+import { decodeStringMap, encodeStringMap, compactStringMap } from "./field-paths.js";
+import { addLeaseResource, removeLeaseResource } from "./lease-resources.js";
+import { quote, requireNamespace, validateLabelsOf, type StoreOptions } from "./store-support.js";
 import { parseFilters } from "../filters/filter.js";
 import { snapshotAdaptor } from "../filters/adaptors.js";
+import type {
+  SnapshotInfo,
+  SnapshotKind,
+  SnapshotOptions,
+  Snapshotter,
+  SnapshotUsage,
+} from "../snapshots/snapshotter.js";
+import type { Mount } from "../mount/mount-types.js";
+import type { CollectionLock } from "./gc.js";
 
-export type SnapshotKind = "view" | "active" | "committed";
+export type { SnapshotInfo, SnapshotKind };
+
+const kindCode: Record<SnapshotKind, number> = { view: 1, active: 2, committed: 3 };
 const kinds: Record<number, SnapshotKind> = { 1: "view", 2: "active", 3: "committed" };
 
-export interface SnapshotInfo {
-  name: string;
-  parent: string;
-  kind: SnapshotKind;
-  labels: Record<string, string>;
-  createdAt: Date;
-  updatedAt: Date;
-}
+/** Labels under this prefix are also handed to the backend (containerd's inheritable labels). */
+const backendLabelPrefix = "containerd.io/snapshot/";
 
 interface SnapshotRow {
   key: string;
+  backend_key: string;
   parent: string;
   kind: number;
   labels: string;
@@ -39,32 +55,229 @@ const toInfo = (r: SnapshotRow): SnapshotInfo => ({
   updatedAt: new Date(r.updated_at),
 });
 
-export interface SnapshotRecords {
-  /** NotFound `snapshot <key> does not exist` as containerd says it. */
-  stat(ctx: RequestContext, snapshotter: string, key: string): SnapshotInfo;
-  list(ctx: RequestContext, snapshotter: string, filters?: string[]): SnapshotInfo[];
+export interface NamespacedSnapshots {
+  /** Names of the backends this layer serves. */
+  readonly names: ReadonlySet<string>;
+  /** The snapshotter `name` as seen from ctx's namespace; InvalidArgument for an unknown name. */
+  forContext(ctx: RequestContext, name: string): Snapshotter;
+  /** The backends, for GC. */
+  readonly backends: ReadonlyMap<string, Snapshotter>;
 }
 
-export function createSnapshotRecords(db: MetadataDB): SnapshotRecords {
-  const columns = "key, parent, kind, labels, created_at, updated_at";
-  const get = db.prepare<[string, string, string], SnapshotRow>(
+export interface NamespacedSnapshotsOptions extends StoreOptions {
+  /** Shared by every mutation, held exclusively by GC (the same lock the content store uses). */
+  lock: CollectionLock;
+}
+
+/** A FIFO mutex per snapshotter: backend calls sit between the DB checks and the DB write. */
+class Mutex {
+  #tail: Promise<void> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(fn);
+    this.#tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+}
+
+function backendLabels(labels: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (labels === undefined) return undefined;
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(labels)) if (k.startsWith(backendLabelPrefix)) out[k] = v;
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+export function createNamespacedSnapshots(
+  db: MetadataDB,
+  backends: ReadonlyMap<string, Snapshotter>,
+  opts: NamespacedSnapshotsOptions,
+): NamespacedSnapshots {
+  const now = () => (opts.now?.() ?? new Date()).getTime();
+  const mutexes = new Map([...backends.keys()].map((n) => [n, new Mutex()]));
+  const columns = "key, backend_key, parent, kind, labels, created_at, updated_at";
+  const getRow = db.prepare<[string, string, string], SnapshotRow>(
     `SELECT ${columns} FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?`,
   );
-  const all = db.prepare<[string, string], SnapshotRow>(
+  const allRows = db.prepare<[string, string], SnapshotRow>(
     `SELECT ${columns} FROM snapshots WHERE namespace = ? AND snapshotter = ? ORDER BY key`,
   );
-  return {
-    stat(ctx, snapshotter, key) {
-      const row = get.get(requireNamespace(ctx), snapshotter, key);
-      if (!row) throw notFound(`snapshot ${key} does not exist`);
-      return toInfo(row);
-    },
-    list(ctx, snapshotter, filters = []) {
-      const filter = parseFilters(filters);
-      return all
-        .all(requireNamespace(ctx), snapshotter)
-        .map(toInfo)
-        .filter((i) => filter.match(snapshotAdaptor(i)));
-    },
+  const hasChild = db.prepare<[string, string, string], { one: number }>(
+    "SELECT 1 AS one FROM snapshots WHERE namespace = ? AND snapshotter = ? AND parent = ? LIMIT 1",
+  );
+  const insertRow = db.prepare(
+    `INSERT INTO snapshots (namespace, snapshotter, key, backend_key, parent, kind, labels, created_at, updated_at)
+     VALUES (@namespace, @snapshotter, @key, @backendKey, @parent, @kind, @labels, @createdAt, @updatedAt)`,
+  );
+  const deleteRow = db.prepare("DELETE FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?");
+  const updateLabels = db.prepare(
+    "UPDATE snapshots SET labels = ?, updated_at = ? WHERE namespace = ? AND snapshotter = ? AND key = ?",
+  );
+  const nextSeq = db.transaction((): number => {
+    const row = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'snapshot_seq'").get();
+    const next = (row ? Number(row.value) : 0) + 1;
+    db.prepare(
+      "INSERT INTO meta (key, value) VALUES ('snapshot_seq', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    ).run(String(next));
+    return next;
+  });
+
+  const forContext = (ctx: RequestContext, name: string): Snapshotter => {
+    const backend = backends.get(name);
+    if (backend === undefined) throw invalidArgument(`snapshotter not loaded: ${name}`);
+    const mutex = mutexes.get(name) as Mutex;
+    const leaseType = `snapshots/${name}`;
+    const mutate = <T>(fn: () => Promise<T>): Promise<T> => opts.lock.shared(() => mutex.run(fn));
+    const row = (ns: string, key: string): SnapshotRow => {
+      const r = getRow.get(ns, name, key);
+      if (r === undefined) throw notFound(`snapshot ${key} does not exist`);
+      return r;
+    };
+
+    const create = (kind: "active" | "view", key: string, parent: string, o?: SnapshotOptions) => {
+      const ns = requireNamespace(ctx);
+      validateLabelsOf("info.Labels", o?.labels);
+      if (key === "") throw invalidArgument("key must not be empty");
+      return mutate(async (): Promise<Mount[]> => {
+        if (getRow.get(ns, name, key) !== undefined) throw alreadyExists(`snapshot ${quote(key)}`);
+        const bparent =
+          parent === ""
+            ? ""
+            : ((): string => {
+                const p = getRow.get(ns, name, parent);
+                if (p === undefined) throw notFound(`parent snapshot ${parent} does not exist`);
+                return p.backend_key;
+              })();
+        const backendKey = `${ns}/${nextSeq()}/${key}`;
+        const bopts = { labels: backendLabels(o?.labels) };
+        const mounts =
+          kind === "active"
+            ? await backend.prepare(backendKey, bparent, bopts)
+            : await backend.view(backendKey, bparent, bopts);
+        const t = now();
+        try {
+          db.transaction(() => {
+            ensureNamespace(db, ns, t);
+            addLeaseResource(db, ctx, leaseType, key);
+            insertRow.run({
+              namespace: ns,
+              snapshotter: name,
+              key,
+              backendKey,
+              parent,
+              kind: kindCode[kind],
+              labels: encodeStringMap(compactStringMap(o?.labels)),
+              createdAt: t,
+              updatedAt: t,
+            });
+          })();
+        } catch (err) {
+          await backend.remove(backendKey).catch(() => undefined);
+          throw err;
+        }
+        return mounts;
+      });
+    };
+
+    return {
+      async stat(key) {
+        return toInfo(row(requireNamespace(ctx), key));
+      },
+      async update(info, fieldpaths = []) {
+        const ns = requireNamespace(ctx);
+        if (info.name === "") throw invalidArgument("");
+        return mutate(async () => {
+          const r = row(ns, info.name);
+          let labels = decodeStringMap(r.labels);
+          if (fieldpaths.length === 0) labels = { ...info.labels };
+          for (const path of fieldpaths) {
+            if (path.startsWith("labels.")) {
+              const k = path.slice("labels.".length);
+              const v = Object.hasOwn(info.labels, k) ? info.labels[k] : undefined;
+              if (v === undefined || v === "") delete labels[k];
+              else labels[k] = v;
+            } else if (path === "labels") labels = { ...info.labels };
+            else throw invalidArgument(`cannot update ${quote(path)} field on snapshot ${quote(info.name)}`);
+          }
+          labels = compactStringMap(labels);
+          validateLabelsOf("info.Labels", labels);
+          const t = now();
+          updateLabels.run(encodeStringMap(labels), t, ns, name, info.name);
+          opts.onMutation?.({ deletion: false });
+          return { ...toInfo(r), labels, updatedAt: new Date(t) };
+        });
+      },
+      async usage(key): Promise<SnapshotUsage> {
+        return backend.usage(row(requireNamespace(ctx), key).backend_key);
+      },
+      async mounts(key) {
+        return backend.mounts(row(requireNamespace(ctx), key).backend_key);
+      },
+      prepare: (key, parent, o) => create("active", key, parent, o),
+      view: (key, parent, o) => create("view", key, parent, o),
+      async commit(commitName, key, o) {
+        const ns = requireNamespace(ctx);
+        validateLabelsOf("info.Labels", o?.labels);
+        await mutate(async () => {
+          if (getRow.get(ns, name, commitName) !== undefined)
+            throw alreadyExists(`snapshot ${quote(commitName)}`);
+          const active = row(ns, key);
+          const backendKey = `${ns}/${nextSeq()}/${commitName}`;
+          await backend.commit(backendKey, active.backend_key, { labels: backendLabels(o?.labels) });
+          const t = now();
+          db.transaction(() => {
+            ensureNamespace(db, ns, t);
+            addLeaseResource(db, ctx, leaseType, commitName);
+            deleteRow.run(ns, name, key);
+            removeLeaseResource(db, ctx, leaseType, key);
+            insertRow.run({
+              namespace: ns,
+              snapshotter: name,
+              key: commitName,
+              backendKey,
+              parent: active.parent,
+              kind: kindCode.committed,
+              labels: encodeStringMap(compactStringMap(o?.labels)),
+              createdAt: t,
+              updatedAt: t,
+            });
+          })();
+          opts.onMutation?.({ deletion: false });
+        });
+      },
+      async remove(key) {
+        const ns = requireNamespace(ctx);
+        await mutate(async () => {
+          const r = row(ns, key);
+          if (hasChild.get(ns, name, key) !== undefined)
+            throw failedPrecondition("cannot remove snapshot with child");
+          db.transaction(() => {
+            deleteRow.run(ns, name, key);
+            removeLeaseResource(db, ctx, leaseType, key);
+          })();
+          try {
+            await backend.remove(r.backend_key);
+          } catch (err) {
+            // The record is gone; GC's backend sweep removes what is left.
+            if (!(err instanceof BerthError && err.code === "not-found"))
+              opts.onMutation?.({ deletion: true });
+            return;
+          }
+          opts.onMutation?.({ deletion: true });
+        });
+      },
+      async walk(fn, filters = []) {
+        const ns = requireNamespace(ctx);
+        const filter = parseFilters(filters);
+        for (const info of allRows.all(ns, name).map(toInfo))
+          if (filter.match(snapshotAdaptor(info))) await fn(info);
+      },
+      async close() {
+        // The backends are closed by their plugins.
+      },
+    };
   };
+
+  return { names: new Set(backends.keys()), backends, forContext };
 }
