@@ -17,11 +17,10 @@ import { Content, contentService } from "../services/content-service.js";
 import { Images, imagesService } from "../services/images-service.js";
 import { Containers, containersService } from "../services/containers-service.js";
 import { Leases, leasesService } from "../services/leases-service.js";
-import { Snapshots, snapshotsService } from "../services/snapshots-service.js";
-import { createSnapshotRecords } from "../core/metadata/snapshots.js";
 import type { GcScheduler } from "../core/metadata/gc-scheduler.js";
 import { loadOrCreateServerUUID } from "./uuid.js";
 import { metadataPlugins, type Metadata } from "./metadata-plugins.js";
+import { snapshotPlugins } from "./snapshot-plugins.js";
 
 export interface GrpcServicePlugin {
   register(server: grpc.Server, opts: AdapterOptions): void;
@@ -80,6 +79,7 @@ const storage = ["io.containerd.metadata.v1", "io.containerd.gc.v1", "io.contain
 
 export function builtinPlugins(deps: BuiltinDeps): PluginRegistration[] {
   return [
+    ...snapshotPlugins(),
     ...metadataPlugins(deps),
     {
       type: "io.containerd.event.v1",
@@ -166,12 +166,6 @@ export function builtinPlugins(deps: BuiltinDeps): PluginRegistration[] {
       (md, _gc, events) => (s, o) =>
         registerService(s, Containers, containersService({ containers: md.containers, events }), o),
     ),
-    storageService("snapshots", (md) => {
-      const records = createSnapshotRecords(md.db);
-      // containerd's built-in snapshotter names; their backends arrive with the snapshots work.
-      const snapshotters = new Set(["overlayfs", "native"]);
-      return (s, o) => registerService(s, Snapshots, snapshotsService({ records, snapshotters }), o);
-    }),
     storageService(
       "leases",
       (md, gc) => (s, o) => registerService(s, Leases, leasesService({ leases: md.leases, gc }), o),

@@ -12,7 +12,9 @@ import { createImageStore, type ImageStore } from "../core/metadata/images.js";
 import { createContainerStore, type ContainerStore } from "../core/metadata/containers.js";
 import { createLeaseManager, type LeaseManager } from "../core/metadata/leases.js";
 import { createNamespacedContentStore, type NamespacedContentStore } from "../core/metadata/content-store.js";
-import { collectGarbage } from "../core/metadata/gc.js";
+import { collectGarbage, type GcSnapshotter } from "../core/metadata/gc.js";
+import { createNamespacedSnapshots, type NamespacedSnapshots } from "../core/metadata/snapshots.js";
+import type { Snapshotter } from "../core/snapshots/snapshotter.js";
 import { createGcScheduler, type GcScheduler } from "../core/metadata/gc-scheduler.js";
 
 export interface Metadata {
@@ -22,6 +24,7 @@ export interface Metadata {
   containers: ContainerStore;
   leases: LeaseManager;
   content: NamespacedContentStore;
+  snapshots: NamespacedSnapshots;
   backend: LocalContentStore;
   /** Set by the GC plugin: called after any write that may have left garbage. */
   onGarbage: () => void;
@@ -48,8 +51,9 @@ export function metadataPlugins(deps: { log: Logger; metrics: Metrics }): Plugin
     {
       type: "io.containerd.metadata.v1",
       id: "sqlite",
-      requires: ["io.containerd.content.v1"],
+      requires: ["io.containerd.content.v1", "io.containerd.snapshotter.v1"],
       init: (ic): Metadata => {
+        const snapshotters = ic.getAll<Snapshotter>("io.containerd.snapshotter.v1");
         const backend = ic.get<LocalContentStore>("io.containerd.content.v1");
         const path = join(ic.root, "meta.db");
         ic.exports.path = path;
@@ -68,6 +72,7 @@ export function metadataPlugins(deps: { log: Logger; metrics: Metrics }): Plugin
           containers: undefined as unknown as ContainerStore,
           leases: undefined as unknown as LeaseManager,
           content: undefined as unknown as NamespacedContentStore,
+          snapshots: undefined as unknown as NamespacedSnapshots,
           close: () => db.close(),
         };
         const onMutation = (e: { deletion: boolean }) => {
@@ -81,6 +86,7 @@ export function metadataPlugins(deps: { log: Logger; metrics: Metrics }): Plugin
           sharingPolicy: policy,
           onDelete: () => md.onGarbage(),
         });
+        md.snapshots = createNamespacedSnapshots(db, snapshotters, { lock: md.content.lock, onMutation });
         return md;
       },
     },
@@ -92,7 +98,17 @@ export function metadataPlugins(deps: { log: Logger; metrics: Metrics }): Plugin
         const md = ic.get<Metadata>("io.containerd.metadata.v1");
         const cfg = ic.config;
         const scheduler = createGcScheduler({
-          collect: () => collectGarbage(md.db, { contentBackend: md.backend, lock: md.content.lock }),
+          collect: () =>
+            collectGarbage(md.db, {
+              contentBackend: md.backend,
+              lock: md.content.lock,
+              snapshotters: new Map<string, GcSnapshotter>(
+                [...md.snapshots.backends].map(([name, sn]) => [
+                  name,
+                  { remove: (key) => sn.remove(key), walk: (fn) => sn.walk(fn) },
+                ]),
+              ),
+            }),
           startupDelayMs: parseDuration(durationSetting(cfg.startup_delay, "100ms")),
           scheduleDelayMs: parseDuration(durationSetting(cfg.schedule_delay, "0s")),
           pauseThreshold: Number(cfg.pause_threshold ?? 0.02),
