@@ -21,6 +21,7 @@ import type { GcScheduler } from "../core/metadata/gc-scheduler.js";
 import { loadOrCreateServerUUID } from "./uuid.js";
 import { metadataPlugins, type Metadata } from "./metadata-plugins.js";
 import { snapshotPlugins } from "./snapshot-plugins.js";
+import { runtimePlugins } from "./runtime-plugins.js";
 
 export interface GrpcServicePlugin {
   register(server: grpc.Server, opts: AdapterOptions): void;
@@ -81,6 +82,7 @@ export function builtinPlugins(deps: BuiltinDeps): PluginRegistration[] {
   return [
     ...snapshotPlugins(),
     ...metadataPlugins(deps),
+    ...runtimePlugins(deps),
     {
       type: "io.containerd.event.v1",
       id: "exchange",

@@ -211,3 +211,17 @@ function objectField(obj: unknown, fieldpath: readonly string[]): Field {
 export function objectAdaptor(obj: unknown): Adaptor {
   return (fieldpath) => objectField(obj, fieldpath);
 }
+
+/** Tasks.Metrics filters: `id` and `namespace` (containerd's getTasksMetrics). */
+export function taskAdaptor(t: { id: string; namespace: string }): Adaptor {
+  return (fieldpath) => {
+    switch (fieldpath[0]) {
+      case "id":
+        return always(t.id);
+      case "namespace":
+        return always(t.namespace);
+      default:
+        return absent;
+    }
+  };
+}

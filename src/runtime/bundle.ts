@@ -1,0 +1,102 @@
+// The task bundle, laid out as containerd 1.6's runtime v2 does: `<state>/<ns>/<id>/` holds
+// config.json (the container's OCI spec), rootfs/ (where the shim mounts the rootfs), a `work`
+// symlink to `<root>/<ns>/<id>` (the shim's persistent scratch space) and what the shim writes
+// itself (address, init.pid, ...). berthd also records the shim binary in `shim-binary-path`.
+import { mkdir, readFile, readdir, readlink, rm, rmdir, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { alreadyExists } from "../errdefs/errors.js";
+import { validateIdentifier } from "../core/identifiers/identifiers.js";
+import { unmountAll } from "../core/mount/mount.js";
+import { hasCode } from "../sys/errno.js";
+
+export interface Bundle {
+  namespace: string;
+  id: string;
+  /** `<state>/<ns>/<id>`: the shim's cwd and `-bundle`. */
+  path: string;
+}
+
+export interface BundleDirs {
+  /** The runtime plugin's state dir (tmpfs: gone on reboot). */
+  state: string;
+  /** The runtime plugin's root dir (persistent). */
+  root: string;
+}
+
+export const shimBinaryFile = "shim-binary-path";
+export const addressFile = "address";
+
+export function bundlePath(dirs: BundleDirs, namespace: string, id: string): string {
+  return join(dirs.state, namespace, id);
+}
+
+/** Creates the bundle; AlreadyExists when one is there (a task of that id exists or leaked). */
+export async function createBundle(
+  dirs: BundleDirs,
+  namespace: string,
+  id: string,
+  spec: Uint8Array,
+): Promise<Bundle> {
+  validateIdentifier(id);
+  const path = bundlePath(dirs, namespace, id);
+  const work = join(dirs.root, namespace, id);
+  await mkdir(join(dirs.state, namespace), { recursive: true, mode: 0o711 });
+  await mkdir(join(dirs.root, namespace), { recursive: true, mode: 0o711 });
+  try {
+    await mkdir(path, { mode: 0o700 });
+  } catch (err) {
+    if (hasCode(err, "EEXIST")) throw alreadyExists(`bundle ${path}`);
+    throw err;
+  }
+  const bundle: Bundle = { namespace, id, path };
+  try {
+    await mkdir(join(path, "rootfs"), { mode: 0o711 });
+    await rm(work, { recursive: true, force: true });
+    await mkdir(work, { mode: 0o711 });
+    await symlink(work, join(path, "work"));
+    await writeFile(join(path, "config.json"), spec, { mode: 0o644 });
+  } catch (err) {
+    await deleteBundle(bundle);
+    throw err;
+  }
+  return bundle;
+}
+
+/** Unmounts the rootfs and removes the bundle and its work dir; tolerates a half-made one. */
+export async function deleteBundle(bundle: Bundle): Promise<void> {
+  const work = await readlink(join(bundle.path, "work")).catch(() => undefined);
+  const rootfs = join(bundle.path, "rootfs");
+  try {
+    unmountAll(rootfs);
+  } catch (err) {
+    if (!hasCode(err, "ENOENT") && !hasCode(err, "EINVAL")) throw err;
+  }
+  await rmdir(rootfs).catch((err: unknown) => {
+    if (!hasCode(err, "ENOENT")) throw err;
+  });
+  await rm(bundle.path, { recursive: true, force: true });
+  if (work) await rm(work, { recursive: true, force: true });
+}
+
+/** Every bundle under the state dir, by namespace (for restore after a restart). */
+export async function listBundles(dirs: BundleDirs): Promise<Bundle[]> {
+  const out: Bundle[] = [];
+  const namespaces = await readdir(dirs.state).catch(() => [] as string[]);
+  for (const namespace of namespaces) {
+    const ids = await readdir(join(dirs.state, namespace)).catch(() => [] as string[]);
+    for (const id of ids) out.push({ namespace, id, path: join(dirs.state, namespace, id) });
+  }
+  return out;
+}
+
+export async function readBundleFile(bundle: Bundle, name: string): Promise<string | undefined> {
+  try {
+    return (await readFile(join(bundle.path, name), "utf8")).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+export async function writeBundleFile(bundle: Bundle, name: string, value: string): Promise<void> {
+  await writeFile(join(bundle.path, name), value, { mode: 0o600 });
+}
