@@ -1,5 +1,6 @@
 // The shim v2 runtime (io.containerd.runtime.v2.task) and the Tasks gRPC service over it. The
 // runtime reconnects to the shims of a previous run while it initialises, as containerd's does.
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { PluginRegistration } from "./plugin.js";
@@ -9,6 +10,7 @@ import type { Exchange } from "../core/events/exchange.js";
 import type { Metadata } from "./metadata-plugins.js";
 import { createTaskManager, type TaskManager } from "../runtime/task-manager.js";
 import { berthBinDir } from "../runtime/shim-binary.js";
+import { createBerthShimPool } from "../runtime/berth-shim-pool.js";
 import { registerService } from "../services/grpc-adapter.js";
 import { Tasks, tasksService } from "../services/tasks-service.js";
 import { packEvent } from "../services/event-payloads.js";
@@ -26,12 +28,26 @@ export function runtimePlugins(deps: { cfg: Config; log: Logger }): PluginRegist
       init: async (ic): Promise<TaskManager> => {
         const events = ic.get<Exchange>("io.containerd.event.v1");
         const log = deps.log.child({ plugin: "io.containerd.runtime.v2.task" });
+        // Shim sockets: path-based, in a directory only root can enter.
+        const socketDir = join(deps.cfg.state, "s");
+        const spares = ic.config.spare_shims ?? 1;
+        if (typeof spares !== "number" || !Number.isSafeInteger(spares) || spares < 0)
+          throw new Error(`spare_shims must be a whole number, not ${JSON.stringify(spares)}`);
+        const pool = createBerthShimPool({
+          socketDir,
+          flags: { namespace: "", address: deps.cfg.grpc.address, publishBinary },
+          env: { ...process.env, TTRPC_ADDRESS: deps.cfg.ttrpc.address },
+          spares,
+          log,
+        });
         const manager = createTaskManager({
           dirs: { root: ic.root, state: ic.state },
           grpcAddress: deps.cfg.grpc.address,
           ttrpcAddress: deps.cfg.ttrpc.address,
           publishBinary,
           shimDirs: [berthBinDir],
+          shimEnv: { BERTH_SHIM_SOCKET_DIR: socketDir },
+          berthShim: { binary: join(berthBinDir, "containerd-shim-berth-v1"), pool },
           log,
           events: {
             exit: (ns, id, e) =>
@@ -60,7 +76,14 @@ export function runtimePlugins(deps: { cfg: Config; log: Logger }): PluginRegist
           },
         });
         await manager.restore();
-        return manager;
+        pool.warm();
+        return {
+          ...manager,
+          close: () => {
+            pool.close();
+            manager.close();
+          },
+        };
       },
     },
     {

@@ -83,6 +83,8 @@ export async function listBundles(dirs: BundleDirs): Promise<Bundle[]> {
   const out: Bundle[] = [];
   const namespaces = await readdir(dirs.state).catch(() => [] as string[]);
   for (const namespace of namespaces) {
+    // Hidden directories hold shim state (runc roots), not namespaces; containerd skips them too.
+    if (namespace.startsWith(".")) continue;
     const ids = await readdir(join(dirs.state, namespace)).catch(() => [] as string[]);
     for (const id of ids) out.push({ namespace, id, path: join(dirs.state, namespace, id) });
   }

@@ -24,6 +24,8 @@ export interface ShimCommand {
   /** `-publish-binary`: the legacy way back for events (`<bin> publish`). */
   publishBinary: string;
   debug?: boolean;
+  /** More environment for the shim (e.g. where Berth shims put their sockets). */
+  env?: Record<string, string>;
 }
 
 const maxOutput = 64 * 1024;
@@ -44,7 +46,7 @@ function shimArgs(c: ShimCommand, extra: string[]): string[] {
 }
 
 function shimEnv(c: ShimCommand): NodeJS.ProcessEnv {
-  return { ...process.env, GOMAXPROCS: "2", TTRPC_ADDRESS: c.ttrpcAddress };
+  return { ...process.env, GOMAXPROCS: "2", TTRPC_ADDRESS: c.ttrpcAddress, ...c.env };
 }
 
 /** Runs the shim with args in the bundle; resolves with stdout (and stderr, combined when asked). */

@@ -23,11 +23,11 @@ import {
 } from "./bundle.js";
 import { deleteShimProcess, openShimLog, startShimProcess, type ShimCommand } from "./shim-process.js";
 import { resolveShimBinary } from "./shim-binary.js";
+import { ttrpcNamespaceKey } from "./ttrpc-metadata.js";
+import type { BerthShimPool } from "./berth-shim-pool.js";
+import { shimGroup } from "../shim/launch.js";
 
 export type ShimTaskClient = TtrpcServiceClient<(typeof ShimTaskService)["method"]>;
-
-/** The ttrpc metadata key that carries the namespace to a shim. */
-export const ttrpcNamespaceKey = "containerd-namespace-ttrpc";
 
 export interface RuntimeTask {
   readonly namespace: string;
@@ -79,6 +79,10 @@ export interface TaskManagerOptions {
   /** Directories searched after $PATH for shim binaries. */
   shimDirs?: readonly string[];
   events: DeadShimEvents;
+  /** More environment for shims' command lines. */
+  shimEnv?: Record<string, string>;
+  /** Berth shims are served from berthd's pool (grouped, pre-started) rather than `start`ed. */
+  berthShim?: { binary: string; pool: BerthShimPool };
   log: {
     debug(obj: object, msg: string): void;
     info(obj: object, msg: string): void;
@@ -100,12 +104,15 @@ export interface TaskManager {
 }
 
 interface Connection {
+  address: string;
   client: TtrpcClient;
   tasks: Set<string>;
 }
 
 interface Entry extends RuntimeTask {
   binary: string;
+  /** The pool group of a Berth shim's task. */
+  group?: string;
   closeLog: () => void;
 }
 
@@ -136,7 +143,23 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
     grpcAddress: opts.grpcAddress,
     ttrpcAddress: opts.ttrpcAddress,
     publishBinary: opts.publishBinary,
+    env: opts.shimEnv,
   });
+
+  const pooled = (binary: string | undefined) =>
+    opts.berthShim !== undefined && binary === opts.berthShim.binary;
+
+  /** The pool group of a task: its namespace, or the pod/group its spec's annotations name. */
+  const groupOf = (namespace: string, spec: Uint8Array | string): string => {
+    let annotations: Record<string, string> = {};
+    try {
+      const text = typeof spec === "string" ? spec : Buffer.from(spec).toString("utf8");
+      annotations = (JSON.parse(text) as { annotations?: Record<string, string> }).annotations ?? {};
+    } catch {
+      // no spec, no annotations
+    }
+    return `${namespace}/${shimGroup(annotations, namespace)}`;
+  };
 
   const shimLog = (bundle: Bundle) =>
     openShimLog(bundle, (line) =>
@@ -147,7 +170,7 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
     let c = connections.get(address);
     if (!c) {
       c = connectTtrpc(address).then((client) => {
-        const conn: Connection = { client, tasks: new Set() };
+        const conn: Connection = { address, client, tasks: new Set() };
         void client.closed.then(() => onShimClosed(address, conn));
         return conn;
       });
@@ -168,6 +191,7 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
       const entry = tasks.get(k);
       if (!entry || entry.address !== address) continue;
       tasks.delete(k);
+      if (entry.group !== undefined) opts.berthShim?.pool.release(entry.group, address);
       opts.log.warn({ namespace: entry.namespace, id: entry.id }, "shim disconnected");
       void cleanupAfterDeadShim(entry.bundle, entry.binary, entry.pid, entry.closeLog);
     }
@@ -207,6 +231,51 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
     conn.tasks.add(key(entry.namespace, entry.id));
   }
 
+  /** Reconnects to the shim of one bundle left by a previous run, or cleans up after it. */
+  async function restoreOne(bundle: Bundle): Promise<void> {
+    const binary = await readBundleFile(bundle, shimBinaryFile);
+    const address = await readBundleFile(bundle, addressFile);
+    let conn: Connection | undefined;
+    if (address) conn = await connection(address).catch(() => undefined);
+    if (!conn || !binary) {
+      opts.log.info({ namespace: bundle.namespace, id: bundle.id }, "cleaning up after a shim that is gone");
+      await cleanupAfterDeadShim(bundle, binary, 0);
+      return;
+    }
+    const shim = shimClient(conn.client, bundle.namespace);
+    let pid: number;
+    try {
+      pid = (await shim.connect({ id: bundle.id }, { timeoutMs: 10_000 })).taskPid;
+    } catch (err) {
+      opts.log.warn({ err, namespace: bundle.namespace, id: bundle.id }, "shim does not know its task");
+      await shim.shutdown({ id: bundle.id }).catch(() => undefined);
+      await cleanupAfterDeadShim(bundle, binary, 0);
+      return;
+    }
+    const log = shimLog(bundle);
+    let group: string | undefined;
+    if (pooled(binary)) {
+      group = groupOf(bundle.namespace, (await readBundleFile(bundle, "config.json")) ?? "");
+      opts.berthShim?.pool.adopt(group, address as string);
+    }
+    register(
+      {
+        group,
+        namespace: bundle.namespace,
+        id: bundle.id,
+        bundle,
+        runtime: binary,
+        address: address as string,
+        pid,
+        shim,
+        binary,
+        closeLog: log.close,
+      },
+      conn,
+    );
+    opts.log.info({ namespace: bundle.namespace, id: bundle.id, pid }, "task restored");
+  }
+
   return {
     async create(namespace, id, o) {
       if (tasks.has(key(namespace, id))) throw alreadyExists(`task ${id}`);
@@ -218,13 +287,22 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
       const log = shimLog(bundle);
       let shim: ShimTaskClient | undefined;
       let conn: Connection | undefined;
+      let group: string | undefined;
       try {
-        const address = await startShimProcess(
-          command(binary, bundle),
-          o.taskOptions ?? o.runtimeOptions,
-        ).catch((err: unknown) => {
-          throw prefixed("failed to start shim", err);
-        });
+        let address: string;
+        if (opts.berthShim && pooled(binary)) {
+          group = groupOf(namespace, o.spec);
+          address = await opts.berthShim.pool.acquire(group).catch((err: unknown) => {
+            throw prefixed("failed to start shim", err);
+          });
+          await writeBundleFile(bundle, addressFile, address);
+        } else {
+          address = await startShimProcess(command(binary, bundle), o.taskOptions ?? o.runtimeOptions).catch(
+            (err: unknown) => {
+              throw prefixed("failed to start shim", err);
+            },
+          );
+        }
         conn = await connection(address);
         shim = shimClient(conn.client, namespace);
         await writeBundleFile(bundle, shimBinaryFile, binary);
@@ -257,14 +335,18 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
           pid: created.pid,
           shim,
           binary,
+          group,
           closeLog: log.close,
         };
         register(entry, conn);
         return entry;
       } catch (err) {
-        // Leave nothing behind: the shim (if it started), its task, the bundle.
-        if (shim) await shim.shutdown({ id, now: true }).catch(() => undefined);
-        await deleteShimProcess(command(binary, bundle)).catch(() => undefined);
+        // Leave nothing behind: the shim (if it started and serves nothing else), its task, the bundle.
+        if (shim && (!conn || conn.tasks.size === 0)) {
+          if (group !== undefined && conn) opts.berthShim?.pool.release(group, conn.address);
+          await shim.shutdown({ id, now: true }).catch(() => undefined);
+        }
+        if (!pooled(binary)) await deleteShimProcess(command(binary, bundle)).catch(() => undefined);
         log.close();
         await deleteBundle(bundle).catch((e: unknown) =>
           opts.log.warn({ err: e, bundle: bundle.path }, "failed to remove bundle"),
@@ -298,7 +380,11 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
       tasks.delete(key(namespace, id));
       const conn = await connections.get(t.address)?.catch(() => undefined);
       conn?.tasks.delete(key(namespace, id));
-      await t.shim.shutdown({ id }).catch(() => undefined);
+      // A Berth shim serves its whole group: shut it down only when it serves nothing more.
+      if (t.group === undefined || !conn || conn.tasks.size === 0) {
+        if (t.group !== undefined) opts.berthShim?.pool.release(t.group, t.address);
+        await t.shim.shutdown({ id }).catch(() => undefined);
+      }
       t.closeLog();
       await deleteBundle(t.bundle);
       return { pid: resp?.pid ?? t.pid, exitStatus: resp?.exitStatus ?? 0, exitedAt: resp?.exitedAt };
@@ -306,44 +392,11 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
 
     async restore() {
       for (const bundle of await listBundles(opts.dirs)) {
-        const binary = await readBundleFile(bundle, shimBinaryFile);
-        const address = await readBundleFile(bundle, addressFile);
-        let conn: Connection | undefined;
-        if (address) conn = await connection(address).catch(() => undefined);
-        if (!conn || !binary) {
-          opts.log.info(
-            { namespace: bundle.namespace, id: bundle.id },
-            "cleaning up after a shim that is gone",
-          );
-          await cleanupAfterDeadShim(bundle, binary, 0);
-          continue;
-        }
-        const shim = shimClient(conn.client, bundle.namespace);
-        let pid: number;
         try {
-          pid = (await shim.connect({ id: bundle.id }, { timeoutMs: 10_000 })).taskPid;
+          await restoreOne(bundle);
         } catch (err) {
-          opts.log.warn({ err, namespace: bundle.namespace, id: bundle.id }, "shim does not know its task");
-          await shim.shutdown({ id: bundle.id }).catch(() => undefined);
-          await cleanupAfterDeadShim(bundle, binary, 0);
-          continue;
+          opts.log.warn({ err, bundle: bundle.path }, "failed to restore task");
         }
-        const log = shimLog(bundle);
-        register(
-          {
-            namespace: bundle.namespace,
-            id: bundle.id,
-            bundle,
-            runtime: binary,
-            address: address as string,
-            pid,
-            shim,
-            binary,
-            closeLog: log.close,
-          },
-          conn,
-        );
-        opts.log.info({ namespace: bundle.namespace, id: bundle.id, pid }, "task restored");
       }
     },
 

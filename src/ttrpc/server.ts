@@ -30,11 +30,15 @@ interface Route {
 
 export interface TtrpcServer {
   register<T extends GenServiceMethods>(service: GenService<T>, impl: TtrpcServiceImpl<T>): void;
+  /** Connections open now. */
+  readonly connections: number;
   listen(path: string): Promise<void>;
   close(): Promise<void>;
 }
 
-export function createTtrpcServer(opts: { onError?: (err: unknown) => void } = {}): TtrpcServer {
+export function createTtrpcServer(
+  opts: { onError?: (err: unknown) => void; onDisconnect?: (remaining: number) => void } = {},
+): TtrpcServer {
   const routes = new Map<string, Route>();
   const sockets = new Set<Socket>();
   let server: Server | undefined;
@@ -46,6 +50,7 @@ export function createTtrpcServer(opts: { onError?: (err: unknown) => void } = {
     sock.on("close", () => {
       sockets.delete(sock);
       controller.abort();
+      opts.onDisconnect?.(sockets.size);
     });
     sock.on("error", (err) => opts.onError?.(err));
     sock.on("data", (chunk: Buffer) => {
@@ -103,6 +108,9 @@ export function createTtrpcServer(opts: { onError?: (err: unknown) => void } = {
   }
 
   return {
+    get connections() {
+      return sockets.size;
+    },
     register(service, impl) {
       for (const method of service.methods) {
         const handler = (impl as Record<string, UnaryHandler | undefined>)[method.localName];

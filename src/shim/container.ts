@@ -1,0 +1,306 @@
+// One container in the shim: its bundle and rootfs mounts, the init process and its exec
+// processes, each driven through runc and watched by the reaper. State machines as containerd's
+// runc shim has them: created -> running -> stopped (init may also be paused); an exec is added,
+// then started, then deleted.
+import { mkdir, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Status } from "../gen/containerd/types/task/task_pb.js";
+import { alreadyExists, failedPrecondition, notFound } from "../errdefs/errors.js";
+import { mountAll, unmountAll } from "../core/mount/mount.js";
+import type { Mount } from "../core/mount/mount-types.js";
+import { validateIdentifier } from "../core/identifiers/identifiers.js";
+import type { Reaper, ExitEvent } from "./reaper.js";
+import { readPidFile, type Runc } from "./runc.js";
+import { openStdio, type ProcessStdio, type StdioPaths } from "./stdio.js";
+
+export interface ProcessState {
+  id: string;
+  execId: string;
+  pid: number;
+  status: Status;
+  stdio: StdioPaths;
+  exitStatus: number;
+  exitedAt?: Timestamp;
+}
+
+/** Called when a process exits (after its stdio is released): the shim publishes /tasks/exit. */
+export type ExitListener = (c: Container, p: ShimProcess, exit: ExitEvent) => void;
+
+export class ShimProcess {
+  pid = 0;
+  status: Status = Status.CREATED;
+  exitStatus = 0;
+  exitedAt?: Timestamp;
+  stdio?: ProcessStdio;
+  private exitedResolve!: () => void;
+  /** Resolves once the process has exited and its exit is recorded. */
+  readonly exited = new Promise<void>((r) => (this.exitedResolve = r));
+
+  constructor(
+    readonly execId: string,
+    readonly paths: StdioPaths,
+    /** The OCI Process JSON of an exec; undefined for init. */
+    readonly spec?: object,
+  ) {}
+
+  setExited(status: number, at: Date): void {
+    if (this.status === Status.STOPPED) return;
+    this.status = Status.STOPPED;
+    this.exitStatus = status;
+    this.exitedAt = timestampFromDate(at);
+    this.stdio?.close();
+    this.exitedResolve();
+  }
+}
+
+export interface ContainerOptions {
+  id: string;
+  namespace: string;
+  bundle: string;
+  rootfs: Mount[];
+  stdio: StdioPaths;
+  runc: Runc;
+  reaper: Reaper;
+  onExit: ExitListener;
+  noPivot?: boolean;
+}
+
+export class Container {
+  readonly id: string;
+  readonly namespace: string;
+  readonly bundle: string;
+  readonly init: ShimProcess;
+  readonly execs = new Map<string, ShimProcess>();
+  private readonly runc: Runc;
+  private readonly reaper: Reaper;
+  private readonly onExit: ExitListener;
+  private rootfsMounted = false;
+
+  private constructor(o: ContainerOptions) {
+    this.id = o.id;
+    this.namespace = o.namespace;
+    this.bundle = o.bundle;
+    this.runc = o.runc;
+    this.reaper = o.reaper;
+    this.onExit = o.onExit;
+    this.init = new ShimProcess("", o.stdio);
+  }
+
+  /** Mounts the rootfs, opens stdio and runs `runc create`; the init process waits for start. */
+  static async create(o: ContainerOptions): Promise<Container> {
+    const c = new Container(o);
+    const rootfs = join(o.bundle, "rootfs");
+    try {
+      if (o.rootfs.length > 0) {
+        await mkdir(rootfs, { recursive: true, mode: 0o711 });
+        mountAll(o.rootfs, rootfs);
+        c.rootfsMounted = true;
+      }
+      const pidFile = join(o.bundle, "init.pid");
+      c.init.stdio = await openStdio(o.stdio, o.bundle, "init");
+      const since = Date.now();
+      await o.runc.create(o.id, o.bundle, {
+        pidFile,
+        consoleSocket: c.init.stdio.consoleSocket,
+        noPivot: o.noPivot,
+        io: c.init.stdio.io,
+      });
+      await c.init.stdio.started();
+      c.init.pid = await readPidFile(pidFile);
+      c.watch(c.init, since);
+      return c;
+    } catch (err) {
+      c.init.stdio?.close();
+      await o.runc.delete(o.id, { force: true }).catch(() => undefined);
+      if (c.rootfsMounted) unmountAll(rootfs);
+      throw err;
+    }
+  }
+
+  private watch(p: ShimProcess, since: number): void {
+    void this.reaper.register(p.pid, { since }).then(
+      (exit) => {
+        p.setExited(exit.status, exit.exitedAt);
+        this.onExit(this, p, exit);
+      },
+      () => {
+        // The process was gone before we could watch it and no exit was recorded.
+        p.setExited(255, new Date());
+        this.onExit(this, p, { pid: p.pid, status: 255, signal: 0, exitedAt: new Date() });
+      },
+    );
+  }
+
+  process(execId: string): ShimProcess {
+    if (execId === "") return this.init;
+    const p = this.execs.get(execId);
+    if (!p) throw notFound(`process ${execId} does not exist`);
+    return p;
+  }
+
+  async start(execId: string): Promise<ShimProcess> {
+    const p = this.process(execId);
+    if (execId === "") {
+      if (p.status !== Status.CREATED)
+        throw failedPrecondition(`cannot start a ${statusName(p.status)} process`);
+      await this.runc.start(this.id);
+      // A short-lived process may have exited (and been reaped) before runc start returned.
+      if (p.status === Status.CREATED) p.status = Status.RUNNING;
+      return p;
+    }
+    if (this.init.status !== Status.RUNNING && this.init.status !== Status.PAUSED)
+      throw failedPrecondition("container is not running");
+    if (p.status !== Status.CREATED)
+      throw failedPrecondition(`cannot start a ${statusName(p.status)} process`);
+    const dir = join(this.bundle, "exec");
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const pidFile = join(dir, `${execId}.pid`);
+    p.stdio = await openStdio(p.paths, dir, execId);
+    const since = Date.now();
+    try {
+      await this.runc.exec(this.id, p.spec ?? {}, {
+        pidFile,
+        consoleSocket: p.stdio.consoleSocket,
+        detach: true,
+        io: p.stdio.io,
+      });
+      await p.stdio.started();
+      p.pid = await readPidFile(pidFile);
+    } catch (err) {
+      p.stdio.close();
+      p.setExited(255, new Date());
+      throw err;
+    } finally {
+      await rm(pidFile, { force: true });
+    }
+    if (p.status === Status.CREATED) p.status = Status.RUNNING;
+    this.watch(p, since);
+    return p;
+  }
+
+  addExec(execId: string, paths: StdioPaths, spec: object): void {
+    validateIdentifier(execId);
+    if (this.execs.has(execId)) throw alreadyExists(`id ${execId}`);
+    if (this.init.status === Status.STOPPED) throw failedPrecondition("container is stopped");
+    this.execs.set(execId, new ShimProcess(execId, paths, spec));
+  }
+
+  async kill(execId: string, signal: number, all: boolean): Promise<void> {
+    const p = this.process(execId);
+    if (p.status === Status.STOPPED && !all) throw notFound("process already finished");
+    if (execId === "") {
+      await this.runc.kill(this.id, signal, { all });
+      return;
+    }
+    if (p.status === Status.CREATED) throw failedPrecondition("process not started");
+    this.reaper.signal(p.pid, signal);
+  }
+
+  /** Deletes an exec, or the container (init stopped or never started), unmounting its rootfs. */
+  async delete(execId: string): Promise<ShimProcess> {
+    const p = this.process(execId);
+    if (p.status !== Status.STOPPED && p.status !== Status.CREATED)
+      throw failedPrecondition(`cannot delete a ${statusName(p.status)} process`);
+    if (execId !== "") {
+      this.execs.delete(execId);
+      return p;
+    }
+    if (p.status === Status.CREATED) {
+      await this.runc.kill(this.id, 9).catch(() => undefined);
+      await Promise.race([p.exited, new Promise((r) => setTimeout(r, 2000))]);
+    }
+    await this.runc.delete(this.id, { force: true }).catch((err: unknown) => {
+      if (!/does not exist|not exist/.test((err as Error).message)) throw err;
+    });
+    if (this.rootfsMounted) unmountAll(join(this.bundle, "rootfs"));
+    this.rootfsMounted = false;
+    p.stdio?.close();
+    return p;
+  }
+
+  async pause(): Promise<void> {
+    if (this.init.status !== Status.RUNNING) throw failedPrecondition("container is not running");
+    await this.runc.pause(this.id);
+    this.init.status = Status.PAUSED;
+  }
+
+  async resume(): Promise<void> {
+    if (this.init.status !== Status.PAUSED) throw failedPrecondition("container is not paused");
+    await this.runc.resume(this.id);
+    this.init.status = Status.RUNNING;
+  }
+
+  state(execId: string): ProcessState {
+    const p = this.process(execId);
+    return {
+      id: this.id,
+      execId,
+      pid: p.pid,
+      status: p.status,
+      stdio: p.paths,
+      exitStatus: p.exitStatus,
+      exitedAt: p.exitedAt,
+    };
+  }
+
+  /** Pids in the container, each exec's pid tagged with its exec id. */
+  async pids(): Promise<{ pid: number; execId?: string }[]> {
+    const pids = await this.runc.ps(this.id);
+    const byPid = new Map([...this.execs.values()].map((p) => [p.pid, p.execId]));
+    return pids.map((pid) => ({ pid, execId: byPid.get(pid) }));
+  }
+
+  async stats(): Promise<Awaited<ReturnType<Runc["stats"]>>> {
+    if (this.init.status === Status.STOPPED) throw notFound(`container ${this.id} is stopped`);
+    return this.runc.stats(this.id);
+  }
+
+  async update(resources: object): Promise<void> {
+    await this.runc.update(this.id, resources);
+  }
+
+  async checkpoint(imagePath: string, opts: { exit: boolean; workPath?: string }): Promise<void> {
+    await this.runc.checkpoint(this.id, { imagePath, workPath: opts.workPath, leaveRunning: !opts.exit });
+  }
+
+  closeIO(execId: string): void {
+    this.process(execId).stdio?.closeStdin();
+  }
+
+  resizePty(execId: string, width: number, height: number): void {
+    const p = this.process(execId);
+    if (!p.stdio) throw failedPrecondition("process not started");
+    p.stdio.resize(width, height);
+  }
+
+  /** The annotations of config.json, for grouping (read once at start). */
+  static async annotations(bundle: string): Promise<Record<string, string>> {
+    try {
+      const spec = JSON.parse(await readFile(join(bundle, "config.json"), "utf8")) as {
+        annotations?: Record<string, string>;
+      };
+      return spec.annotations ?? {};
+    } catch {
+      return {};
+    }
+  }
+}
+
+export function statusName(s: Status): string {
+  switch (s) {
+    case Status.CREATED:
+      return "created";
+    case Status.RUNNING:
+      return "running";
+    case Status.STOPPED:
+      return "stopped";
+    case Status.PAUSED:
+      return "paused";
+    case Status.PAUSING:
+      return "pausing";
+    default:
+      return "unknown";
+  }
+}
