@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Status } from "../gen/containerd/types/task/task_pb.js";
-import { alreadyExists, failedPrecondition, notFound } from "../errdefs/errors.js";
+import { BerthError, alreadyExists, failedPrecondition, notFound } from "../errdefs/errors.js";
 import { mountAll, unmountAll } from "../core/mount/mount.js";
 import type { Mount } from "../core/mount/mount-types.js";
 import { validateIdentifier } from "../core/identifiers/identifiers.js";
@@ -101,12 +101,14 @@ export class Container {
       const pidFile = join(o.bundle, "init.pid");
       c.init.stdio = await openStdio(o.stdio, o.bundle, "init");
       const since = Date.now();
-      await o.runc.create(o.id, o.bundle, {
-        pidFile,
-        consoleSocket: c.init.stdio.consoleSocket,
-        noPivot: o.noPivot,
-        io: c.init.stdio.io,
-      });
+      await o.runc
+        .create(o.id, o.bundle, {
+          pidFile,
+          consoleSocket: c.init.stdio.consoleSocket,
+          noPivot: o.noPivot,
+          io: c.init.stdio.io,
+        })
+        .catch(runtimeError("OCI runtime create failed"));
       await c.init.stdio.started();
       c.init.pid = await readPidFile(pidFile);
       c.watch(c.init, since);
@@ -145,7 +147,7 @@ export class Container {
     if (execId === "") {
       if (p.status !== Status.CREATED)
         throw failedPrecondition(`cannot start a ${statusName(p.status)} process`);
-      await this.runc.start(this.id);
+      await this.runc.start(this.id).catch(runtimeError("OCI runtime start failed"));
       // A short-lived process may have exited (and been reaped) before runc start returned.
       if (p.status === Status.CREATED) p.status = Status.RUNNING;
       return p;
@@ -160,12 +162,14 @@ export class Container {
     p.stdio = await openStdio(p.paths, dir, execId);
     const since = Date.now();
     try {
-      await this.runc.exec(this.id, p.spec ?? {}, {
-        pidFile,
-        consoleSocket: p.stdio.consoleSocket,
-        detach: true,
-        io: p.stdio.io,
-      });
+      await this.runc
+        .exec(this.id, p.spec ?? {}, {
+          pidFile,
+          consoleSocket: p.stdio.consoleSocket,
+          detach: true,
+          io: p.stdio.io,
+        })
+        .catch(runtimeError("OCI runtime exec failed"));
       await p.stdio.started();
       p.pid = await readPidFile(pidFile);
     } catch (err) {
@@ -222,13 +226,13 @@ export class Container {
 
   async pause(): Promise<void> {
     if (this.init.status !== Status.RUNNING) throw failedPrecondition("container is not running");
-    await this.runc.pause(this.id);
+    await this.runc.pause(this.id).catch(runtimeError("OCI runtime pause failed"));
     this.init.status = Status.PAUSED;
   }
 
   async resume(): Promise<void> {
     if (this.init.status !== Status.PAUSED) throw failedPrecondition("container is not paused");
-    await this.runc.resume(this.id);
+    await this.runc.resume(this.id).catch(runtimeError("OCI runtime resume failed"));
     this.init.status = Status.RUNNING;
   }
 
@@ -258,11 +262,13 @@ export class Container {
   }
 
   async update(resources: object): Promise<void> {
-    await this.runc.update(this.id, resources);
+    await this.runc.update(this.id, resources).catch(runtimeError("OCI runtime update failed"));
   }
 
   async checkpoint(imagePath: string, opts: { exit: boolean; workPath?: string }): Promise<void> {
-    await this.runc.checkpoint(this.id, { imagePath, workPath: opts.workPath, leaveRunning: !opts.exit });
+    await this.runc
+      .checkpoint(this.id, { imagePath, workPath: opts.workPath, leaveRunning: !opts.exit })
+      .catch(runtimeError("OCI runtime checkpoint failed"));
   }
 
   closeIO(execId: string): void {
@@ -286,6 +292,14 @@ export class Container {
       return {};
     }
   }
+}
+
+/** containerd's runc shim prefixes runc's own error with what failed; the code stays. */
+function runtimeError(what: string): (err: unknown) => never {
+  return (err) => {
+    const e = BerthError.from(err);
+    throw new BerthError(e.code, `${what}: ${e.message}`, { cause: err });
+  };
 }
 
 export function statusName(s: Status): string {

@@ -1,0 +1,190 @@
+// The stock ctr on berthd, for each runtime: an interactive `run -t` driven through a pty
+// (`script`), ResizePty seen from inside the container, `run --log-uri file://`, and 20
+// concurrent `run -d` that all reach RUNNING and all stop cleanly.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { createClient, Tasks } from "../../src/client/index.js";
+import { busyboxImage } from "../fixtures/busybox.js";
+import { writeOciArchive } from "../fixtures/oci-image.js";
+import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
+import { CTR_PATH, ctrOk, runCtr } from "../harness/ctr.js";
+import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
+
+const IMAGE = "docker.io/library/busybox:tty";
+const RUNTIMES = ["io.containerd.berth.v1", "io.containerd.runc.v2"] as const;
+
+/** Runs ctr under `script` (a pty), feeding lines with pauses; resolves with exit code and output. */
+function ctrInPty(args: string[], lines: string[]): Promise<{ code: number | null; out: string }> {
+  const cmd = [CTR_PATH, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(" ");
+  return new Promise((resolve, reject) => {
+    const child = spawn("script", ["-qfec", cmd, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`ctr in a pty timed out; output:\n${out}`));
+    }, 30_000);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+    void (async () => {
+      for (const line of lines) {
+        await new Promise((r) => setTimeout(r, 700));
+        child.stdin.write(`${line}\n`);
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+      child.stdin.end();
+    })();
+  });
+}
+
+void describe("ctr run -t, --log-uri and 20 concurrent runs on berthd", { timeout: 300_000 }, () => {
+  let berthd: BerthdHandle;
+  let work: string;
+  let fifo: string;
+  const ns = `tty-${process.pid}`;
+  const ctr = (args: string[]) => ctrOk(berthd.address, args, { namespace: ns });
+
+  before(async () => {
+    [berthd, work] = await Promise.all([startBerthd(), makeTempDir("tty")]);
+    fifo = join(work, "fifo");
+    await mkdir(fifo);
+    const archive = join(work, "busybox.tar");
+    await writeOciArchive(archive, { image: await busyboxImage({ format: "oci" }), name: IMAGE });
+    await ctr(["images", "import", archive]);
+  });
+
+  after(async () => {
+    await berthd?.killShims();
+    await berthd?.stop();
+    if (work) await removeTempDir(work);
+  });
+
+  for (const runtime of RUNTIMES) {
+    const short = runtime.split(".")[2] as string;
+
+    void test(`${short}: run -t gives an interactive shell and its exit code`, async () => {
+      const r = await ctrInPty(
+        [
+          "-a",
+          berthd.address,
+          "-n",
+          ns,
+          "run",
+          "-t",
+          "--fifo-dir",
+          fifo,
+          "--runtime",
+          runtime,
+          "--rm",
+          IMAGE,
+          `tty-${short}`,
+          "sh",
+        ],
+        ["echo hi-from-$((6*7))", "exit 7"],
+      );
+      assert.match(r.out, /hi-from-42/);
+      assert.equal(r.code, 7, r.out);
+      const left = await ctr(["tasks", "ls", "-q"]);
+      assert.equal(left.includes(`tty-${short}`), false);
+    });
+
+    void test(`${short}: ResizePty reaches the container's terminal`, async () => {
+      const id = `resize-${short}`;
+      // `run -t` wants a console even when detached: run it under a pty too.
+      const started = await ctrInPty(
+        [
+          "-a",
+          berthd.address,
+          "-n",
+          ns,
+          "run",
+          "-d",
+          "-t",
+          "--fifo-dir",
+          fifo,
+          "--runtime",
+          runtime,
+          IMAGE,
+          id,
+          "sleep",
+          "1000",
+        ],
+        [],
+      );
+      assert.equal(started.code, 0, started.out);
+      const client = createClient(berthd.address, { namespace: ns });
+      try {
+        await client.service(Tasks).resizePty({ containerId: id, width: 101, height: 33 });
+      } finally {
+        client.close();
+      }
+      const size = await ctr([
+        "tasks",
+        "exec",
+        "--fifo-dir",
+        fifo,
+        "--exec-id",
+        "stty",
+        id,
+        "busybox",
+        "stty",
+        "-F",
+        "/dev/console",
+        "size",
+      ]);
+      assert.equal(size.trim(), "33 101");
+      await ctr(["tasks", "kill", "-s", "9", id]);
+      await runCtr(berthd.address, ["tasks", "rm", "-f", id], { namespace: ns });
+      await ctr(["containers", "rm", id]);
+    });
+
+    void test(`${short}: run --log-uri file:// writes the output to the file`, async () => {
+      const log = join(work, `logs-${short}`, "out.log");
+      await ctr([
+        "run",
+        "--rm",
+        "--log-uri",
+        `file://${log}`,
+        "--runtime",
+        runtime,
+        IMAGE,
+        `log-${short}`,
+        "sh",
+        "-c",
+        "echo to-stdout; echo to-stderr >&2",
+      ]);
+      const text = await readFile(log, "utf8");
+      assert.match(text, /to-stdout/);
+      assert.match(text, /to-stderr/);
+    });
+
+    void test(`${short}: 20 concurrent run -d all reach RUNNING and stop cleanly`, async () => {
+      const ids = Array.from({ length: 20 }, (_, i) => `many-${short}-${i}`);
+      await Promise.all(
+        ids.map((id) =>
+          ctr(["run", "-d", "--fifo-dir", fifo, "--runtime", runtime, IMAGE, id, "sleep", "1000"]),
+        ),
+      );
+      const ls = await ctr(["tasks", "ls"]);
+      for (const id of ids) assert.match(ls, new RegExp(`^${id}\\s+\\d+\\s+RUNNING$`, "m"), ls);
+      await Promise.all(ids.map((id) => ctr(["tasks", "kill", "-s", "9", id])));
+      const client = createClient(berthd.address, { namespace: ns });
+      try {
+        const exits = await Promise.all(ids.map((id) => client.service(Tasks).wait({ containerId: id })));
+        for (const e of exits) assert.equal(e.exitStatus, 137);
+      } finally {
+        client.close();
+      }
+      await Promise.all(ids.map((id) => ctr(["tasks", "rm", id])));
+      await Promise.all(ids.map((id) => ctr(["containers", "rm", id])));
+      const after = await ctr(["tasks", "ls", "-q"]);
+      for (const id of ids) assert.equal(after.includes(id), false);
+    });
+  }
+});
