@@ -34,6 +34,8 @@ export class ShimProcess {
   exitStatus = 0;
   exitedAt?: Timestamp;
   stdio?: ProcessStdio;
+  /** While a start is being reported: its exit is reported after the start event, never before. */
+  startGate?: Promise<void>;
   private exitedResolve!: () => void;
   /** Resolves once the process has exited and its exit is recorded. */
   readonly exited = new Promise<void>((r) => (this.exitedResolve = r));

@@ -106,6 +106,7 @@ export function createShimService(deps: ShimServiceDeps): ShimService {
         noPivot: opts.noPivotRoot,
         onExit: (container, p, exit) => {
           void (async () => {
+            await p.startGate;
             if (p.execId === "" && exit.signal === 9 && (await oomKilled(container)))
               deps.publisher.publish(container.namespace, "/tasks/oom", TaskOOMSchema, {
                 containerId: container.id,
@@ -134,19 +135,27 @@ export function createShimService(deps: ShimServiceDeps): ShimService {
 
     async start(req) {
       const c = get(req.id);
-      const p = await c.start(req.execId);
-      if (req.execId === "")
-        deps.publisher.publish(c.namespace, "/tasks/start", TaskStartSchema, {
-          containerId: c.id,
-          pid: p.pid,
-        });
-      else
-        deps.publisher.publish(c.namespace, "/tasks/exec-started", TaskExecStartedSchema, {
-          containerId: c.id,
-          execId: req.execId,
-          pid: p.pid,
-        });
-      return { pid: p.pid };
+      const target = c.process(req.execId);
+      let opened!: () => void;
+      target.startGate = new Promise<void>((r) => (opened = r));
+      try {
+        const p = await c.start(req.execId);
+        if (req.execId === "")
+          deps.publisher.publish(c.namespace, "/tasks/start", TaskStartSchema, {
+            containerId: c.id,
+            pid: p.pid,
+          });
+        else
+          deps.publisher.publish(c.namespace, "/tasks/exec-started", TaskExecStartedSchema, {
+            containerId: c.id,
+            execId: req.execId,
+            pid: p.pid,
+          });
+        return { pid: p.pid };
+      } finally {
+        // The exit (if it came already) is published after the start event, never before.
+        opened();
+      }
     },
 
     async delete(req) {

@@ -27,6 +27,8 @@ export interface ContainerdOptions {
   logLevel?: "debug" | "info" | "warn" | "error";
   /** Extra TOML appended to the generated config. */
   extraConfig?: string;
+  /** Environment for containerd (and so for the shims it starts), e.g. a PATH with our shim. */
+  env?: Record<string, string>;
 }
 
 export interface ContainerdHandle {
@@ -91,16 +93,20 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
   const configPath = join(dir, "config.toml");
   await writeFile(configPath, containerdConfig(dir, opts));
 
-  const daemon = spawnDaemon("unshare", [
-    "--mount",
-    "--propagation",
-    "private",
-    "--",
-    "sh",
-    "-c",
-    `mount -t tmpfs tmpfs /run && exec ${CONTAINERD_PATH} --config "$0"`,
-    configPath,
-  ]);
+  const daemon = spawnDaemon(
+    "unshare",
+    [
+      "--mount",
+      "--propagation",
+      "private",
+      "--",
+      "sh",
+      "-c",
+      `mount -t tmpfs tmpfs /run && exec ${CONTAINERD_PATH} --config "$0"`,
+      configPath,
+    ],
+    opts.env ? { env: { ...process.env, ...opts.env } } : undefined,
+  );
 
   const stop = async (): Promise<void> => {
     await daemon.stop("SIGTERM", 10_000);
