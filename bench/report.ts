@@ -11,6 +11,8 @@ export interface Row {
   /** Why a value is missing (the error the daemon gave). */
   berthdError?: string;
   containerdError?: string;
+  /** A goal this metric is held to: berthd/containerd at most x, or berthd's value at least x. */
+  target?: { ratioAtMost: number } | { berthdAtLeast: number };
 }
 
 /** Within this factor the two are called equal: run-to-run noise on a shared VM is about that. */
@@ -76,4 +78,49 @@ export function renderMachine(m: MachineInfo): string {
     `machine: ${m.nproc} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB RAM, Linux ${m.kernel}, node ${m.node}, ` +
     `ctr ${m.ctr}, load average ${m.loadAverage} at start${busy}`
   );
+}
+
+export interface TargetCheck {
+  metric: string;
+  /** "berthd/containerd <= 1.00" or "berthd >= 250 MB/s". */
+  goal: string;
+  /** What was measured against the goal (the ratio or berthd's value), or null when missing. */
+  actual: number | null;
+  met: boolean | null;
+}
+
+/** Each row's target, met or not (null when a value is missing). */
+export function checkTargets(rows: readonly Row[]): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  for (const row of rows) {
+    const t = row.target;
+    if (t === undefined) continue;
+    if ("ratioAtMost" in t) {
+      const r = ratio(row);
+      out.push({
+        metric: row.metric,
+        goal: `berthd/containerd <= ${t.ratioAtMost.toFixed(2)}`,
+        actual: r,
+        met: r === null ? null : r <= t.ratioAtMost,
+      });
+    } else {
+      out.push({
+        metric: row.metric,
+        goal: `berthd >= ${t.berthdAtLeast} ${row.unit}`,
+        actual: row.berthd,
+        met: row.berthd === null ? null : row.berthd >= t.berthdAtLeast,
+      });
+    }
+  }
+  return out;
+}
+
+/** One line per target: "met", "MISSED" or "not measured". */
+export function renderTargets(checks: readonly TargetCheck[]): string {
+  return checks
+    .map((c) => {
+      const status = c.met === null ? "not measured" : c.met ? "met" : "MISSED";
+      return `target ${status}: ${c.metric}: ${c.goal} (measured ${fmt(c.actual)})`;
+    })
+    .join("\n");
 }

@@ -1,22 +1,44 @@
 // `npm run bench`: berthd against a real containerd 1.6 started in the same run, on the same
 // machine, driven by the same stock ctr and the same Node gRPC client; prints a table and JSON.
-import { writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startBerthd } from "../test/harness/berthd.js";
 import { startContainerd } from "../test/harness/containerd.js";
 import { ctrOk } from "../test/harness/ctr.js";
+import { startRegistry } from "../test/harness/registry.js";
+import { pushImage } from "../test/fixtures/registry-push.js";
+import {
+  MiB,
+  imageRef,
+  largeTestImage,
+  multiLayerTestImage,
+  type RegistryImage,
+} from "../test/fixtures/test-images.js";
 import { makeTempDir, removeTempDir } from "../test/harness/temp-dir.js";
 import { Version } from "../src/gen/containerd/services/version/v1/version_pb.js";
 import { Images } from "../src/gen/containerd/services/images/v1/images_pb.js";
+import { buildApplyLayer, type ApplyLayer } from "./apply-layer.js";
+import { summarizeLogFile, writeBerthdWrapper } from "./berthd-wrapper.js";
 import { writeBlobFile } from "./blob-file.js";
 import { createCleanups } from "./cleanups.js";
 import { ingestOnce, type IngestResult } from "./content-ingest.js";
 import { timeCtr } from "./ctr-latency.js";
+import { prepareApply, type ApplyResult } from "./diff-apply.js";
+import { envInt } from "./env-config.js";
+import { pullOnce, type PullImage, type PullResult } from "./image-pull.js";
 import { unaryCaller } from "./grpc-unary.js";
 import { machineInfo } from "./machine-info.js";
-import { writeProfiledBerthd } from "./profiled-berthd.js";
 import { commandName, memoryMiB } from "./process-usage.js";
-import { renderMachine, renderTable, ratio, verdict, type Row } from "./report.js";
+import {
+  checkTargets,
+  renderMachine,
+  renderTable,
+  renderTargets,
+  ratio,
+  verdict,
+  type Row,
+} from "./report.js";
+import { errorText, interleavedRounds, mapOutcomes, type Outcome } from "./rounds.js";
 import { median, summarize, type Summary } from "./stats.js";
 import { measureThroughput, type ThroughputResult } from "./unary-throughput.js";
 
@@ -27,9 +49,20 @@ const CONFIG = {
   durationMs: 3000,
   // berthd is a JIT runtime: its per-call cost keeps falling for the first few seconds of load.
   warmupMs: 2000,
-  ingestMiB: Number(process.env.BENCH_INGEST_MIB ?? 1024),
+  ingestMiB: envInt(process.env, "BENCH_INGEST_MIB", 1024),
   ingestRounds: 3,
   namespace: "bench",
+  /** Timed pulls of the multi-layer image per daemon, after pullWarmups untimed ones. */
+  pullRounds: envInt(process.env, "BENCH_PULL_ROUNDS", 10),
+  pullWarmups: 1,
+  /** Content size of the large image (the tar adds about 1%; gzip -1 makes it about 30%). */
+  largeImageMiB: envInt(process.env, "BENCH_LARGE_IMAGE_MIB", 1024),
+  largePullRounds: envInt(process.env, "BENCH_LARGE_PULL_ROUNDS", 3),
+  /** File content of the Diff.Apply layer (gzip -6, a realistic mix of file kinds). */
+  applyMiB: envInt(process.env, "BENCH_APPLY_MIB", 256),
+  applyRounds: envInt(process.env, "BENCH_APPLY_ROUNDS", 5),
+  /** The issue's goal for Diff.Apply of gzip layers, uncompressed MB/s. */
+  applyTargetMBps: 250,
 };
 const OUT = process.env.BENCH_OUT ?? "/tmp/berth-bench.json";
 /** When set, berthd writes a V8 CPU profile there on exit (this slows it down; for diagnosis only). */
@@ -42,14 +75,8 @@ interface Target {
   name: DaemonName;
   address: string;
   pid: number;
-}
-
-/** One metric for one daemon: the value, or why there is none. */
-type Outcome<T> = { ok: true; value: T } | { ok: false; error: string };
-
-function errorText(err: unknown): string {
-  const msg = err instanceof Error ? err.message : String(err);
-  return msg.split("\n")[0] ?? msg;
+  /** The daemon's root dir (content store and snapshotters below it). */
+  root: string;
 }
 
 async function attempt<T>(what: string, fn: () => Promise<T>): Promise<Outcome<T>> {
@@ -163,6 +190,122 @@ async function ingestRounds(
   return out;
 }
 
+interface PullSummary {
+  rounds: PullResult[];
+  medianSeconds: number;
+  medianDaemonCpuSeconds: number;
+  medianMegabytesPerSecond: number;
+}
+
+function summarizePulls(rounds: PullResult[]): PullSummary {
+  return {
+    rounds,
+    medianSeconds: median(rounds.map((r) => r.seconds)),
+    medianDaemonCpuSeconds: median(rounds.map((r) => r.daemonCpuSeconds)),
+    medianMegabytesPerSecond: median(rounds.map((r) => r.megabytesPerSecond)),
+  };
+}
+
+/** What a pull round checks the image by: its reference, chain ID, blobs and unpacked size. */
+function pullImage(host: string, image: RegistryImage, uncompressedBytes: number): PullImage {
+  return {
+    ref: imageRef(host, image),
+    chainId: image.chainId,
+    blobDigests: [image.manifestDigest, image.configDigest, ...image.layerDescriptors.map((d) => d.digest)],
+    layers: image.layerDescriptors.length,
+    uncompressedBytes,
+  };
+}
+
+let pullNamespaces = 0;
+
+/** Cold pulls, a fresh namespace each, taking turns between the daemons. */
+async function pullRounds(
+  targets: readonly Target[],
+  image: PullImage,
+  label: string,
+  opts: { rounds: number; warmups: number; timeoutMs: number },
+): Promise<Record<DaemonName, Outcome<PullSummary>>> {
+  const byName = new Map(targets.map((t) => [t.name, t]));
+  const results = await interleavedRounds(
+    targets.map((t) => t.name),
+    opts,
+    async (name, round) => {
+      const t = byName.get(name);
+      if (t === undefined) throw new Error(`no target ${name}`);
+      const r = await pullOnce(t, image, `bench-pull-${++pullNamespaces}`, opts.timeoutMs);
+      const which = round < 0 ? "warm-up" : `round ${round + 1}`;
+      log(
+        `  ${name} ${label} pull ${which}: ${r.seconds.toFixed(2)} s, ` +
+          `daemon CPU ${r.daemonCpuSeconds.toFixed(2)} s (${r.daemonUserSeconds.toFixed(2)} user), ` +
+          `client CPU ${r.clientCpuSeconds.toFixed(2)} s, ` +
+          `${r.megabytesPerSecond.toFixed(0)} MB/s`,
+      );
+      return r;
+    },
+    (name, _round, error) => log(`  ${name} ${label} pull: failed: ${error}`),
+  );
+  return mapOutcomes(results, summarizePulls);
+}
+
+interface ApplySummary {
+  rounds: ApplyResult[];
+  medianSeconds: number;
+  medianMegabytesPerSecond: number;
+  medianDaemonCpuSeconds: number;
+}
+
+/** The layer uploaded to each daemon, then timed applies taking turns between the daemons. */
+async function applyRounds(
+  targets: readonly Target[],
+  layer: ApplyLayer,
+): Promise<Record<DaemonName, Outcome<ApplySummary>>> {
+  const out = {} as Record<DaemonName, Outcome<ApplySummary>>;
+  const prepared = new Map<DaemonName, Awaited<ReturnType<typeof prepareApply>>>();
+  try {
+    for (const t of targets) {
+      const r = await attempt(`${t.name} apply setup`, () =>
+        prepareApply(t, `${CONFIG.namespace}-apply`, layer),
+      );
+      if (r.ok) prepared.set(t.name, r.value);
+      else out[t.name] = r;
+    }
+    const results = await interleavedRounds(
+      [...prepared.keys()],
+      { warmups: 0, rounds: CONFIG.applyRounds },
+      async (name, round) => {
+        const target = prepared.get(name);
+        if (target === undefined) throw new Error(`no target ${name}`);
+        const r = await target.applyOnce();
+        log(
+          `  ${name} Diff.Apply round ${round + 1}: ${r.megabytesPerSecond.toFixed(0)} MB/s ` +
+            `(${r.seconds.toFixed(2)} s, daemon CPU ${r.daemonCpuSeconds.toFixed(2)} s, ` +
+            `${r.daemonUserSeconds.toFixed(2)} user; client CPU ${r.clientCpuSeconds.toFixed(2)} s)`,
+        );
+        return r;
+      },
+      (name, _round, error) => log(`  ${name} Diff.Apply: failed: ${error}`),
+    );
+    Object.assign(
+      out,
+      mapOutcomes(results, (rs) => ({
+        rounds: rs,
+        medianSeconds: median(rs.map((r) => r.seconds)),
+        medianMegabytesPerSecond: median(rs.map((r) => r.megabytesPerSecond)),
+        medianDaemonCpuSeconds: median(rs.map((r) => r.daemonCpuSeconds)),
+      })),
+    );
+    return out;
+  } finally {
+    for (const [name, target] of prepared) await attempt(`${name} apply cleanup`, () => target.close());
+  }
+}
+
+/** "1 GiB" or "64 MiB". */
+function sizeLabel(mib: number): string {
+  return mib >= 1024 && mib % 1024 === 0 ? `${mib / 1024} GiB` : `${mib} MiB`;
+}
+
 function row<T>(
   metric: string,
   unit: string,
@@ -202,18 +345,59 @@ async function main(): Promise<number> {
     log(`writing a ${CONFIG.ingestMiB} MiB blob...`);
     const blob = await writeBlobFile(join(dir, "blob.bin"), CONFIG.ingestMiB);
 
+    // Built and pushed before the daemons start, so that none of it competes with them for CPU.
+    log(
+      `building the multi-layer image, the ${sizeLabel(CONFIG.largeImageMiB)} image and the apply layer...`,
+    );
+    const multi = await multiLayerTestImage("gzip", { repo: "bench/layers" });
+    const largeDir = join(dir, "large");
+    await mkdir(largeDir);
+    const large = await largeTestImage({
+      dir: largeDir,
+      size: CONFIG.largeImageMiB * MiB,
+      repo: "bench/large",
+    });
+    log(
+      `  large image: ${large.tarSize} tar bytes -> ${large.layerDescriptors[0]?.size} gzip bytes, ` +
+        `${large.smallFileCount} small files, in ${(large.generationMs / 1000).toFixed(1)} s`,
+    );
+    const applyLayer = await buildApplyLayer(CONFIG.applyMiB * MiB);
+    log(
+      `  apply layer: ${applyLayer.tarSize} tar bytes -> ${applyLayer.gzip.length} gzip bytes, ` +
+        `${applyLayer.plan.files} files, in ${(applyLayer.generationMs / 1000).toFixed(1)} s`,
+    );
+    const registry = await startRegistry();
+    cleanups.add("stop registry", () => registry.stop());
+    const pushStarted = performance.now();
+    for (const image of [multi, large]) await pushImage(registry.url, image.repo, image.tag, image);
+    const pushSeconds = (performance.now() - pushStarted) / 1000;
+    log(`  pushed both images to ${registry.host} in ${pushSeconds.toFixed(1)} s`);
+    const multiTarBytes = (multi.built?.layers ?? []).reduce((n, l) => n + l.tar.length, 0);
+    const pullImages = {
+      multi: pullImage(registry.host, multi, multiTarBytes),
+      large: pullImage(registry.host, large, large.tarSize),
+    };
+
     log("starting berthd and containerd...");
     // berthd's harness default is debug logging, which would cost it a log line per call.
-    const berthd = await startBerthd({
-      extraArgs: ["--log-level", "info"],
-      ...(BERTHD_CPU_PROF ? { binary: await writeProfiledBerthd(dir, BERTHD_CPU_PROF) } : {}),
+    // berthd's output goes to a file, as under a service manager (see berthd-wrapper.ts).
+    const berthdLog = join(dir, "berthd.log");
+    const berthdBinary = await writeBerthdWrapper(dir, {
+      logFile: berthdLog,
+      ...(BERTHD_CPU_PROF ? { cpuProfileDir: BERTHD_CPU_PROF } : {}),
     });
+    const berthd = await startBerthd({ extraArgs: ["--log-level", "info"], binary: berthdBinary }).catch(
+      async (err: unknown) => {
+        const tail = (await readFile(berthdLog, "utf8").catch(() => "")).split("\n").slice(-20).join("\n");
+        throw new Error(`${errorText(err)}\n--- ${berthdLog} tail ---\n${tail}`);
+      },
+    );
     cleanups.add("stop berthd", () => berthd.stop());
     const containerd = await startContainerd({ logLevel: "info" });
     cleanups.add("stop containerd", () => containerd.stop());
     const targets: Target[] = [
-      { name: "berthd", address: berthd.address, pid: berthd.pid },
-      { name: "containerd", address: containerd.address, pid: containerd.pid },
+      { name: "berthd", address: berthd.address, pid: berthd.pid, root: berthd.root },
+      { name: "containerd", address: containerd.address, pid: containerd.pid, root: containerd.root },
     ];
     const daemons = Object.fromEntries(
       await Promise.all(
@@ -249,6 +433,26 @@ async function main(): Promise<number> {
     log(`content ingest of ${CONFIG.ingestMiB} MiB x${CONFIG.ingestRounds}...`);
     const ingest = await ingestRounds(targets, blob);
 
+    log(
+      `ctr images pull of the multi-layer image (${multi.layerDescriptors.length} layers): ` +
+        `${CONFIG.pullWarmups} warm-up + ${CONFIG.pullRounds} rounds per daemon...`,
+    );
+    const pullMulti = await pullRounds(targets, pullImages.multi, "multi-layer", {
+      rounds: CONFIG.pullRounds,
+      warmups: CONFIG.pullWarmups,
+      timeoutMs: 120_000,
+    });
+    log(`ctr images pull of the ${sizeLabel(CONFIG.largeImageMiB)} image x${CONFIG.largePullRounds}...`);
+    const pullLarge = await pullRounds(targets, pullImages.large, "large", {
+      rounds: CONFIG.largePullRounds,
+      warmups: 0,
+      // Generous: even 5 MB/s gets it through; a hang must still end the bench.
+      timeoutMs: Math.max(120_000, (large.tarSize / 5e6) * 1000),
+    });
+
+    log(`Diff.Apply of the ${CONFIG.applyMiB} MiB gzip layer x${CONFIG.applyRounds}...`);
+    const apply = await applyRounds(targets, applyLayer);
+
     const memory = {} as Record<DaemonName, Outcome<{ rss: number; peak: number }>>;
     for (const t of targets) memory[t.name] = await attempt(`${t.name} memory`, () => memoryMiB(t.pid));
 
@@ -268,18 +472,90 @@ async function main(): Promise<number> {
       row("  daemon CPU per Images.List call", "µs", "lower", imagesList, (r) => r.daemonCpuMicrosPerRequest),
       row(ingestLabel, "MB/s", "higher", ingest, (s) => s.medianMegabytesPerSecond),
       row("  daemon CPU per ingest", "s", "lower", ingest, (s) => s.medianDaemonCpuSeconds),
+      {
+        ...row(
+          `pull multi-layer image (${multi.layerDescriptors.length} layers), median of ${CONFIG.pullRounds}`,
+          "s",
+          "lower",
+          pullMulti,
+          (s) => s.medianSeconds,
+        ),
+        target: { ratioAtMost: 1 },
+      },
+      row("  daemon CPU per multi-layer pull", "s", "lower", pullMulti, (s) => s.medianDaemonCpuSeconds),
+      {
+        ...row(
+          `pull ${sizeLabel(CONFIG.largeImageMiB)} image, median of ${CONFIG.largePullRounds}`,
+          "s",
+          "lower",
+          pullLarge,
+          (s) => s.medianSeconds,
+        ),
+        target: { ratioAtMost: 1 },
+      },
+      row(
+        `  daemon CPU per ${sizeLabel(CONFIG.largeImageMiB)} pull`,
+        "s",
+        "lower",
+        pullLarge,
+        (s) => s.medianDaemonCpuSeconds,
+      ),
+      row(
+        `  ${sizeLabel(CONFIG.largeImageMiB)} pull, uncompressed`,
+        "MB/s",
+        "higher",
+        pullLarge,
+        (s) => s.medianMegabytesPerSecond,
+      ),
+      {
+        ...row(
+          `Diff.Apply ${CONFIG.applyMiB} MiB gzip layer, median of ${CONFIG.applyRounds}`,
+          "MB/s",
+          "higher",
+          apply,
+          (s) => s.medianMegabytesPerSecond,
+        ),
+        target: { berthdAtLeast: CONFIG.applyTargetMBps },
+      },
+      row("  daemon CPU per apply", "s", "lower", apply, (s) => s.medianDaemonCpuSeconds),
       row("daemon RSS at the end", "MiB", "lower", memory, (m) => m.rss),
       row("daemon peak RSS", "MiB", "lower", memory, (m) => m.peak),
     ];
 
+    const goals = checkTargets(rows);
+    const berthdLogSummary = await summarizeLogFile(berthdLog);
     const report = {
       when: new Date().toISOString(),
       runtimeSeconds: 0,
       machine,
       config: CONFIG,
       daemons,
+      setup: {
+        largeImage: {
+          tarBytes: large.tarSize,
+          gzipBytes: large.layerDescriptors[0]?.size,
+          smallFiles: large.smallFileCount,
+          generationMs: large.generationMs,
+        },
+        multiLayerImage: {
+          layers: multi.layerDescriptors.length,
+          tarBytes: multiTarBytes,
+          gzipBytes: multi.layerDescriptors.reduce((n, d) => n + d.size, 0),
+        },
+        pushSeconds,
+        applyLayer: {
+          tarBytes: applyLayer.tarSize,
+          gzipBytes: applyLayer.gzip.length,
+          files: applyLayer.plan.files,
+          smallFiles: applyLayer.plan.smallFiles,
+          bytesByKind: applyLayer.plan.bytesByKind,
+          generationMs: applyLayer.generationMs,
+        },
+      },
       rows: rows.map((r) => ({ ...r, ratio: ratio(r), verdict: verdict(r) })),
-      raw: { ctrVersion, version, imagesList, ingest, memory },
+      targets: goals,
+      berthdLog: berthdLogSummary,
+      raw: { ctrVersion, version, imagesList, ingest, pullMulti, pullLarge, apply, memory },
     };
     report.runtimeSeconds = Math.round((Date.now() - started) / 100) / 10;
     const json = JSON.stringify(report, null, 2);
@@ -293,6 +569,13 @@ async function main(): Promise<number> {
       ) + "\n\n",
     );
     process.stdout.write(`${renderTable(rows)}\n\n`);
+    if (goals.length > 0) process.stdout.write(`${renderTargets(goals)}\n\n`);
+    const topWarning = berthdLogSummary.warnings[0];
+    process.stdout.write(
+      `berthd wrote ${berthdLogSummary.lines} log lines` +
+        (topWarning ? `; most frequent Node warning (x${topWarning.count}): ${topWarning.message}` : "") +
+        "\n",
+    );
     process.stdout.write(
       `ratio = berthd/containerd; results written to ${OUT} (${report.runtimeSeconds} s)\n`,
     );

@@ -1,0 +1,114 @@
+// Diff.Apply through the gRPC API, as containerd's unpacker calls it: the gzip layer is written
+// into the daemon's content store under a lease, then each round prepares an empty overlayfs
+// snapshot under the same lease, times Diff.Apply onto its mounts and checks the diffID the daemon
+// answers. The snapshots stay until close(), which deletes the lease: removing a large tree
+// between rounds would slow the next round's file creations down (see image-pull.ts).
+import { randomBytes } from "node:crypto";
+import {
+  Content,
+  Diff,
+  Leases,
+  Snapshots,
+  createClient,
+  writeBlob,
+  type BerthClient,
+} from "../src/client/index.js";
+import type { ApplyLayer } from "./apply-layer.js";
+import { cpuDelta, ownCpuTimes, treeCpuTimes } from "./process-usage.js";
+import { settleDisks } from "./settle.js";
+
+export const SNAPSHOTTER = "overlayfs";
+
+export interface ApplyResult {
+  seconds: number;
+  /** Uncompressed (tar) 10^6 bytes per second. */
+  megabytesPerSecond: number;
+  /** Daemon CPU seconds (user+system, children included) during the call. */
+  daemonCpuSeconds: number;
+  /** The same, split: user space, and the kernel on the daemon's behalf (file writes, mounts). */
+  daemonUserSeconds: number;
+  daemonSystemSeconds: number;
+  /**
+   * CPU seconds of this side meanwhile: the bench process (it also reads the daemons' logs)
+   * and, for a pull, the ctr it runs (download, hashing, its gRPC calls).
+   */
+  clientCpuSeconds: number;
+}
+
+export interface ApplyTarget {
+  /** Times one Diff.Apply of the layer onto a fresh snapshot. */
+  applyOnce(): Promise<ApplyResult>;
+  /** Deletes the lease (the blob and every snapshot go with it, synchronously) and disconnects. */
+  close(): Promise<void>;
+}
+
+const unique = (what: string): string => `bench-${what}-${randomBytes(6).toString("hex")}`;
+
+/** Connects, leases, uploads the layer; returns the target to time applies on. */
+export async function prepareApply(
+  daemon: { address: string; pid: number },
+  namespace: string,
+  layer: ApplyLayer,
+): Promise<ApplyTarget> {
+  const base = createClient(daemon.address, { namespace });
+  const leases = base.service(Leases);
+  const lease = unique("apply");
+  let client: BerthClient;
+  try {
+    await leases.create({ id: lease, labels: {} });
+    client = base.with({ lease });
+    await writeBlob(client.service(Content), layer.gzip, { ref: unique("layer"), expected: layer.digest });
+  } catch (err) {
+    await leases.delete({ id: lease, sync: true }).catch(() => undefined);
+    base.close();
+    throw err;
+  }
+  const snapshots = client.service(Snapshots);
+  const diff = client.service(Diff);
+  return {
+    async applyOnce() {
+      const key = unique("snapshot");
+      const { mounts } = await snapshots.prepare({ snapshotter: SNAPSHOTTER, key, parent: "", labels: {} });
+      await settleDisks();
+      const cpuBefore = await treeCpuTimes(daemon.pid);
+      const clientBefore = await ownCpuTimes();
+      const start = performance.now();
+      const res = await diff.apply({
+        diff: {
+          mediaType: layer.mediaType,
+          digest: layer.digest,
+          size: BigInt(layer.gzip.length),
+          annotations: {},
+        },
+        mounts,
+        payloads: {},
+      });
+      const seconds = (performance.now() - start) / 1000;
+      const cpu = cpuDelta(cpuBefore, await treeCpuTimes(daemon.pid));
+      const client = cpuDelta(clientBefore, await ownCpuTimes());
+      if (res.applied?.digest !== layer.diffId) {
+        throw new Error(
+          `Diff.Apply answered ${res.applied?.digest ?? "no descriptor"}, not the diffID ${layer.diffId}`,
+        );
+      }
+      if (res.applied.size !== BigInt(layer.tarSize)) {
+        throw new Error(`Diff.Apply answered size ${res.applied.size}, not the tar's ${layer.tarSize}`);
+      }
+      return {
+        seconds,
+        megabytesPerSecond: layer.tarSize / 1e6 / seconds,
+        daemonCpuSeconds: cpu.total,
+        daemonUserSeconds: cpu.user,
+        daemonSystemSeconds: cpu.system,
+        clientCpuSeconds: client.total,
+      };
+    },
+    async close() {
+      try {
+        await leases.delete({ id: lease, sync: true });
+      } finally {
+        base.close();
+      }
+    },
+  };
+}
