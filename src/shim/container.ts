@@ -14,6 +14,7 @@ import { validateIdentifier } from "../core/identifiers/identifiers.js";
 import type { Reaper, ExitEvent } from "./reaper.js";
 import { readPidFile, type Runc } from "./runc.js";
 import { openStdio, type ProcessStdio, type StdioPaths } from "./stdio.js";
+import { validateProcess } from "./process-spec.js";
 
 export interface ProcessState {
   id: string;
@@ -94,6 +95,7 @@ export class Container {
   static async create(o: ContainerOptions): Promise<Container> {
     const c = new Container(o);
     const rootfs = join(o.bundle, "rootfs");
+    validateProcess(((await Container.spec(o.bundle)) as { process?: unknown }).process);
     try {
       if (o.rootfs.length > 0) {
         await mkdir(rootfs, { recursive: true, mode: 0o711 });
@@ -188,6 +190,7 @@ export class Container {
 
   addExec(execId: string, paths: StdioPaths, spec: object): void {
     validateIdentifier(execId);
+    validateProcess(spec);
     if (this.execs.has(execId)) throw alreadyExists(`id ${execId}`);
     if (this.init.status === Status.STOPPED) throw failedPrecondition("container is stopped");
     this.execs.set(execId, new ShimProcess(execId, paths, spec));
@@ -283,16 +286,20 @@ export class Container {
     p.stdio.resize(width, height);
   }
 
-  /** The annotations of config.json, for grouping (read once at start). */
-  static async annotations(bundle: string): Promise<Record<string, string>> {
+  /** config.json of a bundle ({} when missing or not JSON: runc then reports the problem). */
+  static async spec(bundle: string): Promise<Record<string, unknown>> {
     try {
-      const spec = JSON.parse(await readFile(join(bundle, "config.json"), "utf8")) as {
-        annotations?: Record<string, string>;
-      };
-      return spec.annotations ?? {};
+      const spec: unknown = JSON.parse(await readFile(join(bundle, "config.json"), "utf8"));
+      return typeof spec === "object" && spec !== null ? (spec as Record<string, unknown>) : {};
     } catch {
       return {};
     }
+  }
+
+  /** The annotations of config.json, for grouping. */
+  static async annotations(bundle: string): Promise<Record<string, string>> {
+    const a = (await Container.spec(bundle)).annotations;
+    return typeof a === "object" && a !== null ? (a as Record<string, string>) : {};
   }
 }
 
