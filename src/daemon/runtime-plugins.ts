@@ -11,6 +11,7 @@ import type { Metadata } from "./metadata-plugins.js";
 import { createTaskManager, type TaskManager } from "../runtime/task-manager.js";
 import { berthBinDir } from "../runtime/shim-binary.js";
 import { createBerthShimPool } from "../runtime/berth-shim-pool.js";
+import { createCheckpointer } from "../runtime/checkpoint.js";
 import { registerService } from "../services/grpc-adapter.js";
 import { Tasks, tasksService } from "../services/tasks-service.js";
 import { packEvent } from "../services/event-payloads.js";
@@ -95,7 +96,19 @@ export function runtimePlugins(deps: { cfg: Config; log: Logger }): PluginRegist
         const tasks = ic.get<TaskManager>("io.containerd.runtime.v2");
         return {
           register: (s: Parameters<typeof registerService>[0], o: Parameters<typeof registerService>[3]) =>
-            registerService(s, Tasks, tasksService({ containers: md.containers, tasks }), o),
+            registerService(
+              s,
+              Tasks,
+              tasksService({
+                containers: md.containers,
+                tasks,
+                checkpoints: createCheckpointer({
+                  contentFor: (ctx) => md.content.forContext(ctx),
+                  workDir: join(ic.state, "checkpoints"),
+                }),
+              }),
+              o,
+            ),
         };
       },
     },

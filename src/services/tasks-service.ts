@@ -15,6 +15,7 @@ import { taskAdaptor } from "../core/filters/adaptors.js";
 import { validateIdentifier } from "../core/identifiers/identifiers.js";
 import type { Descriptor } from "../gen/containerd/types/descriptor_pb.js";
 import type { Any } from "@bufbuild/protobuf/wkt";
+import type { AnyValue } from "../core/any-value.js";
 
 export { Tasks };
 
@@ -23,7 +24,7 @@ export interface Checkpointer {
   checkpoint(
     rc: RequestContext,
     task: RuntimeTask,
-    opts: { options?: Any; spec: Uint8Array },
+    opts: { options?: Any; spec: AnyValue },
   ): Promise<Descriptor[]>;
   /** Unpacks a checkpoint descriptor into a directory for the shim; release removes it. */
   unpack(rc: RequestContext, checkpoint: Descriptor): Promise<{ dir: string; release: () => Promise<void> }>;
@@ -215,7 +216,7 @@ export function tasksService(deps: TasksServiceDeps): ServiceImpl<(typeof Tasks)
       const container = deps.containers.get(rc, req.containerId);
       const descriptors = await deps.checkpoints.checkpoint(rc, task, {
         options: req.options,
-        spec: container.spec?.value ?? new Uint8Array(),
+        spec: container.spec ?? { typeUrl: "", value: new Uint8Array() },
       });
       return { descriptors };
     },

@@ -68,6 +68,8 @@ export interface ContainerOptions {
   reaper: Reaper;
   onExit: ExitListener;
   noPivot?: boolean;
+  /** A CRIU image directory: the init process is restored from it at start instead of created. */
+  checkpoint?: string;
 }
 
 export class Container {
@@ -80,6 +82,8 @@ export class Container {
   private readonly reaper: Reaper;
   private readonly onExit: ExitListener;
   private rootfsMounted = false;
+  private checkpointDir?: string;
+  private noPivot?: boolean;
 
   private constructor(o: ContainerOptions) {
     this.id = o.id;
@@ -101,6 +105,12 @@ export class Container {
         await mkdir(rootfs, { recursive: true, mode: 0o711 });
         mountAll(o.rootfs, rootfs);
         c.rootfsMounted = true;
+      }
+      if (o.checkpoint !== undefined) {
+        // containerd's createdCheckpoint state: nothing runs until start restores it.
+        c.checkpointDir = o.checkpoint;
+        c.noPivot = o.noPivot;
+        return c;
       }
       const pidFile = join(o.bundle, "init.pid");
       c.init.stdio = await openStdio(o.stdio, o.bundle, "init");
@@ -151,6 +161,7 @@ export class Container {
     if (execId === "") {
       if (p.status !== Status.CREATED)
         throw failedPrecondition(`cannot start a ${statusName(p.status)} process`);
+      if (this.checkpointDir !== undefined) return this.restore(p, this.checkpointDir);
       await this.runc.start(this.id).catch(runtimeError("OCI runtime start failed"));
       // A short-lived process may have exited (and been reaped) before runc start returned.
       if (p.status === Status.CREATED) p.status = Status.RUNNING;
@@ -184,6 +195,35 @@ export class Container {
       await rm(pidFile, { force: true });
     }
     if (p.status === Status.CREATED) p.status = Status.RUNNING;
+    this.watch(p, since);
+    return p;
+  }
+
+  /** runc restore of the init process from a CRIU image (the start of a checkpointed task). */
+  private async restore(p: ShimProcess, imagePath: string): Promise<ShimProcess> {
+    const pidFile = join(this.bundle, "init.pid");
+    p.stdio = await openStdio(p.paths, this.bundle, "init");
+    const since = Date.now();
+    try {
+      await this.runc
+        .restore(this.id, this.bundle, {
+          imagePath,
+          workPath: join(this.bundle, "criu-work"),
+          pidFile,
+          consoleSocket: p.stdio.consoleSocket,
+          noPivot: this.noPivot,
+          detach: true,
+          io: p.stdio.io,
+        })
+        .catch(runtimeError("OCI runtime restore failed"));
+      await p.stdio.started();
+      p.pid = await readPidFile(pidFile);
+    } catch (err) {
+      p.stdio.close();
+      throw err;
+    }
+    this.checkpointDir = undefined;
+    p.status = Status.RUNNING;
     this.watch(p, since);
     return p;
   }
@@ -270,9 +310,33 @@ export class Container {
     await this.runc.update(this.id, resources).catch(runtimeError("OCI runtime update failed"));
   }
 
-  async checkpoint(imagePath: string, opts: { exit: boolean; workPath?: string }): Promise<void> {
+  async checkpoint(
+    imagePath: string,
+    o: {
+      exit: boolean;
+      workPath?: string;
+      openTcp?: boolean;
+      externalUnixSockets?: boolean;
+      fileLocks?: boolean;
+      shellJob?: boolean;
+      cgroupsMode?: string;
+      emptyNamespaces?: string[];
+    },
+  ): Promise<void> {
+    if (this.init.status !== Status.RUNNING && this.init.status !== Status.PAUSED)
+      throw failedPrecondition("container is not running");
     await this.runc
-      .checkpoint(this.id, { imagePath, workPath: opts.workPath, leaveRunning: !opts.exit })
+      .checkpoint(this.id, {
+        imagePath,
+        workPath: o.workPath,
+        leaveRunning: !o.exit,
+        tcpEstablished: o.openTcp,
+        extUnixSk: o.externalUnixSockets,
+        fileLocks: o.fileLocks,
+        shellJob: o.shellJob,
+        manageCgroupsMode: o.cgroupsMode,
+        emptyNamespaces: o.emptyNamespaces,
+      })
       .catch(runtimeError("OCI runtime checkpoint failed"));
   }
 

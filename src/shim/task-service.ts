@@ -5,7 +5,11 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { dirname, join } from "node:path";
 import { Task } from "../gen/containerd/runtime/v2/task/shim_pb.js";
-import { ProcessDetailsSchema, OptionsSchema } from "../gen/containerd/runc/options/oci_pb.js";
+import {
+  CheckpointOptionsSchema,
+  ProcessDetailsSchema,
+  OptionsSchema,
+} from "../gen/containerd/runc/options/oci_pb.js";
 import {
   TaskCheckpointedSchema,
   TaskCreateSchema,
@@ -104,6 +108,7 @@ export function createShimService(deps: ShimServiceDeps): ShimService {
         runc,
         reaper: deps.reaper,
         noPivot: opts.noPivotRoot,
+        checkpoint: req.checkpoint || undefined,
         onExit: (container, p, exit) => {
           void (async () => {
             await p.startGate;
@@ -224,7 +229,20 @@ export function createShimService(deps: ShimServiceDeps): ShimService {
 
     async checkpoint(req) {
       const c = get(req.id);
-      await c.checkpoint(req.path, { exit: false });
+      const o =
+        req.options && req.options.typeUrl.endsWith(CheckpointOptionsSchema.typeName)
+          ? fromBinary(CheckpointOptionsSchema, req.options.value)
+          : undefined;
+      await c.checkpoint(o?.imagePath || req.path, {
+        exit: o?.exit ?? false,
+        workPath: o?.workPath || undefined,
+        openTcp: o?.openTcp,
+        externalUnixSockets: o?.externalUnixSockets,
+        fileLocks: o?.fileLocks,
+        shellJob: o?.terminal,
+        cgroupsMode: o?.cgroupsMode || undefined,
+        emptyNamespaces: o?.emptyNamespaces,
+      });
       deps.publisher.publish(c.namespace, "/tasks/checkpointed", TaskCheckpointedSchema, {
         containerId: c.id,
         checkpoint: req.path,

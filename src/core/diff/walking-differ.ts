@@ -2,13 +2,13 @@
 // mounts, Compare writes the changes between two mount sets as a new layer blob. The heavy work runs
 // in worker threads (apply-job.ts, diff-job.ts) so the daemon keeps answering meanwhile.
 import { randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { RequestContext } from "../context.js";
 import type { Store } from "../content/content.js";
+import { ingestFile } from "../content/ingest-file.js";
 import type { Mount } from "../mount/mount-types.js";
-import { isCode, notImplemented, invalidArgument } from "../../errdefs/errors.js";
+import { notImplemented, invalidArgument } from "../../errdefs/errors.js";
 import type { WorkerPool } from "./worker-pool.js";
 import type { ApplyJob, ApplyResult } from "./apply-job.js";
 import type { DiffJob, DiffResult } from "./diff-job.js";
@@ -73,34 +73,6 @@ function bindSource(mounts: Mount[]): string | undefined {
   if (mounts.length !== 1 || m === undefined || m.type !== "bind" || m.options.includes("ro"))
     return undefined;
   return m.source;
-}
-
-/** Writes the diff file into the content store; a blob already present is as good as written. */
-async function ingest(
-  store: Store,
-  path: string,
-  ref: string,
-  r: DiffResult,
-  labels: Record<string, string>,
-): Promise<void> {
-  let writer;
-  try {
-    writer = await store.writer({ ref, total: r.size, expected: r.digest });
-  } catch (err) {
-    if (isCode(err, "already-exists")) return;
-    throw err;
-  }
-  try {
-    const st = await writer.status();
-    if (st.offset !== 0) await writer.truncate();
-    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }))
-      await writer.write(chunk as Buffer);
-    await writer.commit(r.size, r.digest, labels);
-  } catch (err) {
-    if (!isCode(err, "already-exists")) throw err;
-  } finally {
-    await writer.close();
-  }
 }
 
 /** containerd's uniqueRef: nanoseconds and randomness. */
@@ -168,7 +140,7 @@ export function createWalkingDiffer(opts: DifferOptions): Differ {
         const r = await opts.pool.run<DiffResult>("diff", job, ctx.signal);
         const labels = { ...(o.labels ?? {}) };
         if (compression !== "none") labels[uncompressedLabel] = r.diffId;
-        await ingest(store, outPath, o.ref || uniqueRef(), r, labels);
+        await ingestFile(store, outPath, o.ref || uniqueRef(), r, labels);
         return { mediaType, digest: r.digest, size: r.size };
       } finally {
         await rm(outPath, { force: true });
