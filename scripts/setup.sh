@@ -11,6 +11,7 @@ packages=(
   protobuf-compiler
   libprotobuf-dev
   skopeo umoci
+  criu                 # checkpoint/restore (its tests skip where `criu check` fails)
   util-linux
   python3 make g++     # better-sqlite3 compiles from source
 )

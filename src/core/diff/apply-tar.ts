@@ -6,7 +6,6 @@
 // nothing is written outside the root. Runs synchronously per chunk (inside a diff worker).
 import {
   chmodSync,
-  closeSync,
   fchmodSync,
   fchownSync,
   fstatSync,
@@ -301,7 +300,7 @@ class Applier implements TarSink {
     } catch (err) {
       throw entryError(file.header.name, err);
     } finally {
-      closeSync(file.fd);
+      close(file.fd);
     }
   }
 
@@ -405,7 +404,7 @@ class Applier implements TarSink {
       // Times are set at the end, once nothing more is created inside.
       this.dirs.push({ name: comps.join("/"), dev: st.dev, ino: st.ino, ...entryTimes(h) });
     } finally {
-      closeSync(fd);
+      close(fd);
     }
   }
 
@@ -742,14 +741,14 @@ class Applier implements TarSink {
       } catch (err) {
         throw entryError(d.name, err);
       } finally {
-        closeSync(fd);
+        close(fd);
       }
     }
   }
 
   close(): void {
     if (this.file !== null) {
-      closeSync(this.file.fd);
+      close(this.file.fd);
       this.file = null;
     }
     this.pinned = null;
