@@ -30,6 +30,8 @@ export interface BerthShimPoolOptions {
 export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
   const groups = new Map<string, { address: Promise<string>; resolved?: string }>();
   const spares: Promise<string>[] = [];
+  /** Pids of started spares, until they are assigned to a group. */
+  const sparePids = new Map<string, number>();
   const wanted = opts.spares ?? 1;
   let closed = false;
 
@@ -39,7 +41,9 @@ export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
     const started = Date.now();
     const pid = await spawnServer(opts.flags, socket, opts.env);
     opts.log.debug({ pid, socket, ms: Date.now() - started }, "berth shim started");
-    return `unix://${socket}`;
+    const address = `unix://${socket}`;
+    sparePids.set(address, pid);
+    return address;
   }
 
   function refill(): void {
@@ -61,7 +65,10 @@ export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
       const entry: { address: Promise<string>; resolved?: string } = { address: spares.shift() ?? launch() };
       groups.set(group, entry);
       entry.address.then(
-        (a) => (entry.resolved = a),
+        (a) => {
+          entry.resolved = a;
+          sparePids.delete(a);
+        },
         () => {
           if (groups.get(group) === entry) groups.delete(group);
         },
@@ -79,6 +86,19 @@ export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
     warm: refill,
     close() {
       closed = true;
+      // Spares serve nothing yet: stop them with the daemon (a shim with containers is never one).
+      for (const p of spares)
+        void p.then(
+          (address) => {
+            const pid = sparePids.get(address);
+            try {
+              if (pid) process.kill(pid, "SIGTERM");
+            } catch {
+              // already gone
+            }
+          },
+          () => undefined,
+        );
     },
   };
 }
