@@ -1,16 +1,20 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Task } from "../gen/containerd/runtime/v2/task/shim_pb.js";
 import { BerthError, failedPrecondition, isCode } from "../errdefs/errors.js";
 import { connectTtrpc, ttrpcService } from "./client.js";
 import { createTtrpcServer } from "./server.js";
 import { FrameDecoder, MessageType } from "./frame.js";
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { RequestSchema } from "../gen/ttrpc/request_pb.js";
+
+const execFileAsync = promisify(execFile);
 
 function socketPath(): { path: string; done: () => void } {
   const dir = mkdtempSync(join(tmpdir(), "berth-ttrpc-"));
@@ -110,6 +114,66 @@ void test("dialling a socket nobody listens on fails Unavailable", async () => {
   try {
     await assert.rejects(connectTtrpc(path), (err: unknown) => isCode(err, "unavailable"));
   } finally {
+    done();
+  }
+});
+
+void test("peers of another uid are disconnected before they are heard (SO_PEERCRED)", async () => {
+  const { path, done } = socketPath();
+  const server = createTtrpcServer({ onError: () => undefined });
+  let called = 0;
+  server.register(Task, {
+    state: async () => {
+      called++;
+      return {};
+    },
+  });
+  await server.listen(path);
+  try {
+    // Let anyone reach the socket, so that only the credential check stands in the way.
+    chmodSync(dirname(path), 0o777);
+    chmodSync(path, 0o666);
+    // A client running as nobody sends a well-formed State request and reads what comes back.
+    const frame = Buffer.concat([
+      Buffer.from([0, 0, 0, 0, 0, 0, 0, 1, 1, 0]),
+      Buffer.from(
+        toBinary(
+          RequestSchema,
+          create(RequestSchema, { service: "containerd.task.v2.Task", method: "State" }),
+        ),
+      ),
+    ]);
+    frame.writeUInt32BE(frame.length - 10, 0);
+    const script = `import socket,sys
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+try:
+  s.sendall(bytes.fromhex(sys.argv[2])); print(len(s.recv(65536)))
+except OSError:
+  print(0)`;
+    // Async: the server answers on this very event loop.
+    const { stdout: out } = await execFileAsync(
+      "setpriv",
+      [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "/usr/bin/python3",
+        "-c",
+        script,
+        path,
+        frame.toString("hex"),
+      ],
+      { encoding: "utf8", timeout: 10_000 },
+    );
+    assert.equal(out.trim(), "0", "the server must close without answering");
+    assert.equal(called, 0);
+    // The same request from our own uid is answered.
+    const client = await connectTtrpc(path);
+    await ttrpcService(client, Task).state({ id: "x" });
+    client.close();
+    assert.equal(called, 1);
+  } finally {
+    await server.close();
     done();
   }
 });

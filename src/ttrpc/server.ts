@@ -8,6 +8,7 @@ import { RequestSchema, ResponseSchema } from "../gen/ttrpc/request_pb.js";
 import { BerthError } from "../errdefs/errors.js";
 import { grpcCodeOf } from "../errdefs/grpc-status.js";
 import { encodeFrame, FrameDecoder, MessageType } from "./frame.js";
+import { peerCredentials, type PeerCredentials } from "../sys/peer-credentials.js";
 
 export interface TtrpcCallContext {
   metadata: Map<string, string[]>;
@@ -36,14 +37,43 @@ export interface TtrpcServer {
   close(): Promise<void>;
 }
 
-export function createTtrpcServer(
-  opts: { onError?: (err: unknown) => void; onDisconnect?: (remaining: number) => void } = {},
-): TtrpcServer {
+export interface TtrpcServerOptions {
+  onError?: (err: unknown) => void;
+  onDisconnect?: (remaining: number) => void;
+  /**
+   * Which peers may talk (SO_PEERCRED); by default only this process's own uid and gid, as
+   * containerd's ttrpc servers. A refused peer is disconnected before any request is read.
+   */
+  authorize?: (peer: PeerCredentials) => boolean;
+}
+
+/** containerd's check: the peer runs as our uid and gid. */
+export const sameUser = (peer: PeerCredentials): boolean =>
+  peer.uid === process.getuid?.() && peer.gid === process.getgid?.();
+
+export function createTtrpcServer(opts: TtrpcServerOptions = {}): TtrpcServer {
+  const authorize = opts.authorize ?? sameUser;
   const routes = new Map<string, Route>();
   const sockets = new Set<Socket>();
   let server: Server | undefined;
 
   const handleConnection = (sock: Socket) => {
+    const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
+    let peer: PeerCredentials | undefined;
+    try {
+      peer = fd >= 0 ? peerCredentials(fd) : undefined;
+    } catch (err) {
+      opts.onError?.(err);
+    }
+    if (!peer || !authorize(peer)) {
+      opts.onError?.(
+        new Error(
+          `ttrpc: refused a connection from ${peer ? `uid ${peer.uid} gid ${peer.gid}` : "an unknown peer"}`,
+        ),
+      );
+      sock.destroy();
+      return;
+    }
     sockets.add(sock);
     const decoder = new FrameDecoder();
     const controller = new AbortController();
