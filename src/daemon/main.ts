@@ -5,6 +5,7 @@ import { createLogger } from "./logger.js";
 import { startDaemon } from "./daemon.js";
 import { SocketInUseError } from "./socket.js";
 import { berthVersion } from "./version.js";
+import { publishEvent } from "./publish.js";
 
 interface GlobalOpts extends ConfigOverrides {
   logLevel?: string;
@@ -81,6 +82,22 @@ configCmd
     } catch (err) {
       if (err instanceof ConfigError) fail(err.message);
       throw err;
+    }
+  });
+
+program
+  .command("publish")
+  .description("publish an event (a protobuf Any on stdin) to berthd: the shims' legacy -publish-binary")
+  .requiredOption("--topic <topic>", "topic of the event")
+  .requiredOption("--namespace <ns>", "namespace to publish to")
+  .action(async (o: { topic: string; namespace: string }) => {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    const address = program.opts<GlobalOpts>().address ?? defaultConfig().grpc.address;
+    try {
+      await publishEvent(address, o.namespace, o.topic, Buffer.concat(chunks));
+    } catch (err) {
+      fail((err as Error).message);
     }
   });
 

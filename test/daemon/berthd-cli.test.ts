@@ -7,7 +7,10 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parse } from "smol-toml";
 import { BERTHD_PATH, startBerthd } from "../harness/berthd.js";
-import { runCtr, ctrOk } from "../harness/ctr.js";
+import { runCtr, ctrOk, spawnCtr } from "../harness/ctr.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { AnySchema } from "@bufbuild/protobuf/wkt";
+import { TaskOOMSchema } from "../../src/gen/containerd/events/task_pb.js";
 import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
 
 const run = promisify(execFile);
@@ -111,3 +114,49 @@ void test("a plugin that fails to initialise is reported by `ctr plugins ls` wit
     await removeTempDir(dir);
   }
 });
+
+void test("`berthd publish` (the shims' -publish-binary) delivers an Any from stdin as an event", async () => {
+  const d = await startBerthd();
+  const events = spawnCtr(d.address, ["events"], { namespace: "pub" });
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    const oom = create(TaskOOMSchema, { containerId: "published-by-a-shim" });
+    const any = toBinary(
+      AnySchema,
+      create(AnySchema, { typeUrl: TaskOOMSchema.typeName, value: toBinary(TaskOOMSchema, oom) }),
+    );
+    const child = execFile(BERTHD_PATH, [
+      "--address",
+      d.address,
+      "publish",
+      "--topic",
+      "/tasks/oom",
+      "--namespace",
+      "pub",
+    ]);
+    child.stdin?.end(Buffer.from(any));
+    const code = await new Promise((r) => child.on("exit", r));
+    assert.equal(code, 0);
+    await events.waitFor("published-by-a-shim", 10_000);
+    assert.match(events.stdout(), /pub\s+\/tasks\/oom\s+\{"container_id":"published-by-a-shim"\}/);
+    // Not an Any: a clear error, exit 1.
+    const bad = await berthdWithInput(
+      ["--address", d.address, "publish", "--topic", "/x", "--namespace", "pub"],
+      "\xff\xff",
+    );
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /not a protobuf Any/);
+  } finally {
+    await events.stop();
+    await d.stop();
+  }
+});
+
+function berthdWithInput(args: string[], input: string): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(BERTHD_PATH, args, (err, _stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }),
+    );
+    child.stdin?.end(Buffer.from(input, "latin1"));
+  });
+}
