@@ -10,7 +10,7 @@ import { createClient, Tasks } from "../../src/client/index.js";
 import { busyboxImage } from "../fixtures/busybox.js";
 import { writeOciArchive } from "../fixtures/oci-image.js";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
-import { CTR_PATH, ctrOk, runCtr } from "../harness/ctr.js";
+import { CTR_PATH, ctrOk, runCtr, spawnCtr } from "../harness/ctr.js";
 import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
 
 const IMAGE = "docker.io/library/busybox:tty";
@@ -162,6 +162,41 @@ void describe("ctr run -t, --log-uri and 20 concurrent runs on berthd", { timeou
       const text = await readFile(log, "utf8");
       assert.match(text, /to-stdout/);
       assert.match(text, /to-stderr/);
+    });
+
+    void test(`${short}: the OOM killer's victim gets /tasks/oom, then /tasks/exit 137`, async () => {
+      const id = `oom-${short}`;
+      const events = spawnCtr(berthd.address, ["events", `event.container_id==${id}`], { namespace: ns });
+      await new Promise((r) => setTimeout(r, 300));
+      const r = await runCtr(
+        berthd.address,
+        [
+          "run",
+          "--rm",
+          "--fifo-dir",
+          fifo,
+          "--runtime",
+          runtime,
+          "--memory-limit",
+          String(16 << 20),
+          IMAGE,
+          id,
+          "sh",
+          "-c",
+          "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+        ],
+        { namespace: ns },
+      );
+      assert.equal(r.code, 137, r.stderr);
+      await events.waitFor("/tasks/delete", 20_000);
+      const topics = [...(await events.stop()).stdout.matchAll(/\/tasks\/[a-z-]+/g)].map((m) => m[0]);
+      assert.deepEqual(topics, [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/oom",
+        "/tasks/exit",
+        "/tasks/delete",
+      ]);
     });
 
     void test(`${short}: 20 concurrent run -d all reach RUNNING and stop cleanly`, async () => {
