@@ -1,8 +1,11 @@
 // Task stats in containerd's own types: `runc events --stats` (cgroup counters as JSON) turned
-// into io.containerd.cgroups.v1.Metrics, which `ctr tasks metrics` decodes. (This machine and
-// the tests run cgroup v1; on a v2 host runc reports the same JSON keys for the common fields.)
+// into io.containerd.cgroups.v1.Metrics on a cgroup v1 (or hybrid) host and
+// io.containerd.cgroups.v2.Metrics on a unified one, as containerd's runc shim reports them;
+// `ctr tasks metrics` decodes either.
 import { create, toBinary } from "@bufbuild/protobuf";
+import { existsSync } from "node:fs";
 import { MetricsSchema } from "../gen/containerd/cgroups/v1/metrics_pb.js";
+import { MetricsSchema as MetricsV2Schema } from "../gen/containerd/cgroups/v2/metrics_pb.js";
 import type { AnyValue } from "../core/any-value.js";
 import type { RuncStats } from "./runc.js";
 
@@ -22,7 +25,15 @@ const entry = (e: Entry | undefined) => ({
   failcnt: u(e?.failcnt),
 });
 
-export function metricsFromRuncStats(s: RuncStats): AnyValue {
+/** A unified cgroup v2 host (cgroup2 mounted at /sys/fs/cgroup itself). */
+export const unifiedCgroups = (): boolean => existsSync("/sys/fs/cgroup/cgroup.controllers");
+
+/** Stats in the metrics type of the host's cgroup version. */
+export function metricsFromRuncStats(s: RuncStats, v2 = unifiedCgroups()): AnyValue {
+  return v2 ? metricsV2FromRuncStats(s) : metricsV1FromRuncStats(s);
+}
+
+export function metricsV1FromRuncStats(s: RuncStats): AnyValue {
   const raw = s.memory?.raw ?? {};
   const r = (k: string) => u(raw[k]);
   const blkio = (s.blkio ?? {}) as Record<
@@ -114,4 +125,54 @@ export function metricsFromRuncStats(s: RuncStats): AnyValue {
     })),
   });
   return { typeUrl: MetricsSchema.typeName, value: toBinary(MetricsSchema, m) };
+}
+
+/** runc on cgroup v2 reports CPU in nanoseconds and memory.stat as `raw`; v2 Metrics wants µs and names. */
+export function metricsV2FromRuncStats(s: RuncStats): AnyValue {
+  const raw = s.memory?.raw ?? {};
+  const r = (k: string) => u(raw[k]);
+  const usec = (ns: unknown) => u(typeof ns === "number" ? ns / 1000 : 0);
+  const m = create(MetricsV2Schema, {
+    pids: s.pids ? { current: u(s.pids.current), limit: u(s.pids.limit) } : undefined,
+    cpu: s.cpu
+      ? {
+          usageUsec: usec(s.cpu.usage?.total),
+          userUsec: usec(s.cpu.usage?.user),
+          systemUsec: usec(s.cpu.usage?.kernel),
+          nrPeriods: u(s.cpu.throttling?.periods),
+          nrThrottled: u(s.cpu.throttling?.throttledPeriods),
+          throttledUsec: usec(s.cpu.throttling?.throttledTime),
+        }
+      : undefined,
+    memory: s.memory
+      ? {
+          anon: r("anon"),
+          file: r("file"),
+          kernelStack: r("kernel_stack"),
+          slab: r("slab"),
+          sock: r("sock"),
+          shmem: r("shmem"),
+          fileMapped: r("file_mapped"),
+          fileDirty: r("file_dirty"),
+          fileWriteback: r("file_writeback"),
+          anonThp: r("anon_thp"),
+          inactiveAnon: r("inactive_anon"),
+          activeAnon: r("active_anon"),
+          inactiveFile: r("inactive_file"),
+          activeFile: r("active_file"),
+          unevictable: r("unevictable"),
+          slabReclaimable: r("slab_reclaimable"),
+          slabUnreclaimable: r("slab_unreclaimable"),
+          pgfault: r("pgfault"),
+          pgmajfault: r("pgmajfault"),
+          usage: u(s.memory.usage?.usage),
+          usageLimit: u(s.memory.usage?.limit),
+          maxUsage: u(s.memory.usage?.max),
+          swapUsage: u(s.memory.swap?.usage),
+          swapLimit: u(s.memory.swap?.limit),
+          swapMaxUsage: u(s.memory.swap?.max),
+        }
+      : undefined,
+  });
+  return { typeUrl: MetricsV2Schema.typeName, value: toBinary(MetricsV2Schema, m) };
 }
