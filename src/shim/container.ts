@@ -13,7 +13,7 @@ import type { Mount } from "../core/mount/mount-types.js";
 import { validateIdentifier } from "../core/identifiers/identifiers.js";
 import type { Reaper, ExitEvent } from "./reaper.js";
 import { readPidFile, type Runc } from "./runc.js";
-import { openStdio, type ProcessStdio, type StdioPaths } from "./stdio.js";
+import { openStdio, type ProcessStdio, type StdioContext, type StdioPaths } from "./stdio.js";
 import { validateProcess } from "./process-spec.js";
 
 export interface ProcessState {
@@ -113,7 +113,7 @@ export class Container {
         return c;
       }
       const pidFile = join(o.bundle, "init.pid");
-      c.init.stdio = await openStdio(o.stdio, o.bundle, "init");
+      c.init.stdio = await openStdio(o.stdio, o.bundle, "init", c.stdioContext());
       const since = Date.now();
       await o.runc
         .create(o.id, o.bundle, {
@@ -149,6 +149,10 @@ export class Container {
     );
   }
 
+  private stdioContext(): StdioContext {
+    return { id: this.id, namespace: this.namespace, onSpawn: (child) => this.reaper.trackSpawned(child) };
+  }
+
   process(execId: string): ShimProcess {
     if (execId === "") return this.init;
     const p = this.execs.get(execId);
@@ -174,7 +178,7 @@ export class Container {
     const dir = join(this.bundle, "exec");
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const pidFile = join(dir, `${execId}.pid`);
-    p.stdio = await openStdio(p.paths, dir, execId);
+    p.stdio = await openStdio(p.paths, dir, execId, this.stdioContext());
     const since = Date.now();
     try {
       await this.runc
@@ -202,7 +206,7 @@ export class Container {
   /** runc restore of the init process from a CRIU image (the start of a checkpointed task). */
   private async restore(p: ShimProcess, imagePath: string): Promise<ShimProcess> {
     const pidFile = join(this.bundle, "init.pid");
-    p.stdio = await openStdio(p.paths, this.bundle, "init");
+    p.stdio = await openStdio(p.paths, this.bundle, "init", this.stdioContext());
     const since = Date.now();
     try {
       await this.runc

@@ -3,6 +3,7 @@
 // yet, or a file:// log), with no copy through the shim. Stdin is copied from the client's FIFO
 // into a pipe, so that the process sees EOF when the client closes its end. A terminal is the pty
 // master runc hands over on the console socket, copied to and from the FIFOs.
+import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, constants as fsConstants, mkdirSync, openSync } from "node:fs";
 import { Socket } from "node:net";
 import { dirname, join } from "node:path";
@@ -41,10 +42,80 @@ const closeQuietly = (fd: number) => {
   }
 };
 
+/** Who the process is, for logging binaries; and how the shim wants its own children tracked. */
+export interface StdioContext {
+  id: string;
+  namespace: string;
+  /** Called right after spawning a logging binary (the reaper must leave it to libuv). */
+  onSpawn?: (child: ChildProcess) => void;
+}
+
+/**
+ * containerd's binary:// logging protocol: the binary gets the process's stdout and stderr as the
+ * read ends of two pipes on fds 3 and 4, and fd 5 to close (or write to) once it is ready; its
+ * arguments come from the URI's query, CONTAINER_ID and CONTAINER_NAMESPACE from the environment.
+ * Returns the write ends for the process.
+ */
+async function startLoggingBinary(
+  uri: string,
+  ctx: StdioContext,
+): Promise<{ stdout: number; stderr: number }> {
+  const url = new URL(uri);
+  const args: string[] = [];
+  for (const [k, v] of url.searchParams) {
+    args.push(k);
+    if (v !== "") args.push(v);
+  }
+  const [outR, outW] = pipe2();
+  const [errR, errW] = pipe2();
+  const [readyR, readyW] = pipe2();
+  let child: ChildProcess;
+  try {
+    child = spawn(decodeURIComponent(url.pathname), args, {
+      stdio: ["ignore", "ignore", "ignore", outR, errR, readyW],
+      // Exactly containerd's environment for a logging binary: these two, nothing inherited.
+      env: { CONTAINER_ID: ctx.id, CONTAINER_NAMESPACE: ctx.namespace },
+    });
+    ctx.onSpawn?.(child);
+    child.on("error", () => undefined);
+  } finally {
+    for (const fd of [outR, errR, readyW]) closeQuietly(fd);
+  }
+  // Ready once the binary closes (or writes to) its end of the wait pipe; not if it dies first.
+  const ready = new Socket({ fd: readyR, readable: true, writable: false });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new BerthError("deadline-exceeded", `logging binary ${url.pathname} is not ready after 10 s`),
+          ),
+        10_000,
+      );
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      ready.once("data", done);
+      ready.once("end", done);
+      ready.once("close", done);
+      child.once("error", (err) => {
+        clearTimeout(timer);
+        reject(new BerthError("unknown", `failed to start logging binary ${url.pathname}: ${err.message}`));
+      });
+    });
+  } catch (err) {
+    closeQuietly(outW);
+    closeQuietly(errW);
+    throw err;
+  } finally {
+    ready.destroy();
+  }
+  return { stdout: outW, stderr: errW };
+}
+
 /** Opens an output target: a FIFO path (read-write, never blocks), or a file:// log. */
 function openOutput(uri: string): number {
-  if (uri.startsWith("binary://"))
-    throw new BerthError("not-implemented", `binary:// log URIs are not supported yet: ${uri}`);
   if (uri.startsWith("file://")) {
     const path = fileURLToPath(uri);
     mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
@@ -60,7 +131,12 @@ function openStdinFifo(path: string): Socket {
   return new Socket({ fd, readable: true, writable: false });
 }
 
-export async function openStdio(paths: StdioPaths, scratchDir: string, name: string): Promise<ProcessStdio> {
+export async function openStdio(
+  paths: StdioPaths,
+  scratchDir: string,
+  name: string,
+  ctx: StdioContext,
+): Promise<ProcessStdio> {
   const held: number[] = [];
   const streams: { destroy(): void }[] = [];
   let stdinSource: Socket | undefined;
@@ -132,12 +208,18 @@ export async function openStdio(paths: StdioPaths, scratchDir: string, name: str
       streams.push(stdinSource);
       stdinSource.pipe(sink);
     }
-    if (paths.stdout !== "") {
+    if (paths.stdout.startsWith("binary://")) {
+      // One logging binary takes both streams (ctr passes the same URI for stdout and stderr).
+      const fds = await startLoggingBinary(paths.stdout, ctx);
+      held.push(fds.stdout, fds.stderr);
+      io.stdout = fds.stdout;
+      io.stderr = fds.stderr;
+    } else if (paths.stdout !== "") {
       const fd = openOutput(paths.stdout);
       held.push(fd);
       io.stdout = fd;
     }
-    if (paths.stderr !== "") {
+    if (paths.stderr !== "" && !paths.stdout.startsWith("binary://")) {
       if (paths.stderr === paths.stdout) io.stderr = io.stdout;
       else {
         const fd = openOutput(paths.stderr);
