@@ -1,17 +1,27 @@
 // berthd's pool of Berth shims: one serving shim per group (a namespace, or a pod), and one started
 // spare, so that a task of a new group never waits for a Node process to boot. A spare is a shim
 // listening on its own socket in a 0700 directory under berthd's state; acquiring assigns it to a
-// group and starts the next spare in the background.
+// group. A group's shim whose last task is deleted becomes the spare again when the pool has none,
+// so a run of short-lived containers reuses one process instead of booting one per container; the
+// next spare is started only if none came back within a moment. The pool holds a connection to
+// each spare: a shim with no container and no connection exits on its own after a minute, so a
+// spare lives as long as berthd and no longer.
 import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { spawnServer, type ServerFlags } from "../shim/launch.js";
 
 export interface BerthShimPool {
   /** The address of the shim serving group, assigning the spare when the group has none. */
   acquire(group: string): Promise<string>;
-  /** The group's shim goes away (it served its last task): later tasks get another. */
-  release(group: string, address: string): void;
+  /**
+   * The group's shim served its last task. Returns true when the pool keeps it as the spare (do
+   * not shut it down), false when it is not needed (shut it down).
+   */
+  release(group: string, address: string): boolean;
+  /** The group's shim is gone (it died): forget it. */
+  forget(group: string, address: string): void;
   /** A shim found serving group after a restart. */
   adopt(group: string, address: string): void;
   /** Starts the first spare (in the background; failures are logged, and acquire retries). */
@@ -24,16 +34,45 @@ export interface BerthShimPoolOptions {
   flags: ServerFlags;
   env: NodeJS.ProcessEnv;
   spares?: number;
+  /** How long after a spare is taken the next one is started, unless one came back (ms). */
+  refillDelayMs?: number;
   log: { warn(obj: object, msg: string): void; debug(obj: object, msg: string): void };
 }
 
+interface Spare {
+  address: string;
+  keepAlive: Socket;
+}
+
+const socketPath = (address: string) => address.replace(/^unix:\/\//, "");
+
 export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
   const groups = new Map<string, { address: Promise<string>; resolved?: string }>();
-  const spares: Promise<string>[] = [];
-  /** Pids of started spares, until they are assigned to a group. */
-  const sparePids = new Map<string, number>();
+  const spares: Promise<Spare>[] = [];
+  /** Pids of the shims this pool started (for stopping unused spares with berthd). */
+  const pids = new Map<string, number>();
   const wanted = opts.spares ?? 1;
+  let refillTimer: NodeJS.Timeout | undefined;
   let closed = false;
+
+  /** Holds a connection to a spare; drops the spare from the list if it goes away. */
+  function holdSpare(address: string): Promise<Spare> {
+    const entry: Promise<Spare> = new Promise((resolve, reject) => {
+      const keepAlive = connect(socketPath(address));
+      keepAlive.once("connect", () => resolve({ address, keepAlive }));
+      keepAlive.once("error", reject);
+      keepAlive.once("close", () => {
+        const i = spares.indexOf(entry);
+        if (i >= 0) void spares.splice(i, 1);
+      });
+    });
+    entry.catch((err: unknown) => {
+      opts.log.warn({ err, address }, "a spare berth shim is not reachable");
+      const i = spares.indexOf(entry);
+      if (i >= 0) void spares.splice(i, 1);
+    });
+    return entry;
+  }
 
   async function launch(): Promise<string> {
     await mkdir(opts.socketDir, { recursive: true, mode: 0o700 });
@@ -42,43 +81,56 @@ export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
     const pid = await spawnServer(opts.flags, socket, opts.env);
     opts.log.debug({ pid, socket, ms: Date.now() - started }, "berth shim started");
     const address = `unix://${socket}`;
-    sparePids.set(address, pid);
+    pids.set(address, pid);
     return address;
   }
 
   function refill(): void {
-    while (!closed && spares.length < wanted) {
-      const p = launch();
-      p.catch((err: unknown) => {
-        opts.log.warn({ err }, "failed to start a spare berth shim");
-        const i = spares.indexOf(p);
-        if (i >= 0) void spares.splice(i, 1);
-      });
-      spares.push(p);
-    }
+    while (!closed && spares.length < wanted) spares.push(launch().then(holdSpare));
+  }
+
+  function scheduleRefill(): void {
+    if (refillTimer !== undefined || closed) return;
+    refillTimer = setTimeout(() => {
+      refillTimer = undefined;
+      refill();
+    }, opts.refillDelayMs ?? 1000);
+    refillTimer.unref();
   }
 
   return {
     acquire(group) {
       const known = groups.get(group);
       if (known) return known.address;
-      const entry: { address: Promise<string>; resolved?: string } = { address: spares.shift() ?? launch() };
+      const spare = spares.shift();
+      const address = spare
+        ? spare.then((s) => {
+            s.keepAlive.destroy();
+            return s.address;
+          })
+        : launch();
+      const entry: { address: Promise<string>; resolved?: string } = { address };
       groups.set(group, entry);
-      entry.address.then(
-        (a) => {
-          entry.resolved = a;
-          sparePids.delete(a);
-        },
+      address.then(
+        (a) => (entry.resolved = a),
         () => {
           if (groups.get(group) === entry) groups.delete(group);
         },
       );
-      refill();
-      return entry.address;
+      scheduleRefill();
+      return address;
     },
     release(group, address) {
       const entry = groups.get(group);
       if (entry && (entry.resolved === address || entry.resolved === undefined)) groups.delete(group);
+      if (closed || spares.length >= wanted) return false;
+      spares.push(holdSpare(address));
+      return true;
+    },
+    forget(group, address) {
+      const entry = groups.get(group);
+      if (entry && (entry.resolved === address || entry.resolved === undefined)) groups.delete(group);
+      pids.delete(address);
     },
     adopt(group, address) {
       if (!groups.has(group)) groups.set(group, { address: Promise.resolve(address), resolved: address });
@@ -86,11 +138,13 @@ export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
     warm: refill,
     close() {
       closed = true;
-      // Spares serve nothing yet: stop them with the daemon (a shim with containers is never one).
-      for (const p of spares)
+      clearTimeout(refillTimer);
+      // Spares serve nothing: stop them with the daemon (a shim with containers is never a spare).
+      for (const p of spares.splice(0))
         void p.then(
-          (address) => {
-            const pid = sparePids.get(address);
+          (s) => {
+            s.keepAlive.destroy();
+            const pid = pids.get(s.address);
             try {
               if (pid) process.kill(pid, "SIGTERM");
             } catch {

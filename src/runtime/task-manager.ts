@@ -191,7 +191,7 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
       const entry = tasks.get(k);
       if (!entry || entry.address !== address) continue;
       tasks.delete(k);
-      if (entry.group !== undefined) opts.berthShim?.pool.release(entry.group, address);
+      if (entry.group !== undefined) opts.berthShim?.pool.forget(entry.group, address);
       opts.log.warn({ namespace: entry.namespace, id: entry.id }, "shim disconnected");
       void cleanupAfterDeadShim(entry.bundle, entry.binary, entry.pid, entry.closeLog);
     }
@@ -343,8 +343,9 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
       } catch (err) {
         // Leave nothing behind: the shim (if it started and serves nothing else), its task, the bundle.
         if (shim && (!conn || conn.tasks.size === 0)) {
-          if (group !== undefined && conn) opts.berthShim?.pool.release(group, conn.address);
-          await shim.shutdown({ id, now: true }).catch(() => undefined);
+          const kept =
+            group !== undefined && conn !== undefined && opts.berthShim?.pool.release(group, conn.address);
+          if (!kept) await shim.shutdown({ id, now: true }).catch(() => undefined);
         }
         if (!pooled(binary)) await deleteShimProcess(command(binary, bundle)).catch(() => undefined);
         log.close();
@@ -382,8 +383,9 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
       conn?.tasks.delete(key(namespace, id));
       // A Berth shim serves its whole group: shut it down only when it serves nothing more.
       if (t.group === undefined || !conn || conn.tasks.size === 0) {
-        if (t.group !== undefined) opts.berthShim?.pool.release(t.group, t.address);
-        await t.shim.shutdown({ id }).catch(() => undefined);
+        // An emptied Berth shim may go back to the pool as the spare instead.
+        const kept = t.group !== undefined && opts.berthShim?.pool.release(t.group, t.address);
+        if (!kept) await t.shim.shutdown({ id }).catch(() => undefined);
       }
       t.closeLog();
       await deleteBundle(t.bundle);
