@@ -59,7 +59,7 @@ async function deleteAction(flags: ShimFlags): Promise<void> {
 }
 
 /** Idle spares and emptied shims exit after this long with no container and no connection. */
-const idleExitMs = 60_000;
+const idleExitMs = Number(process.env.BERTH_SHIM_IDLE_EXIT_MS ?? "") || 60_000;
 
 async function serve(flags: ShimFlags): Promise<void> {
   if (!flags.socket) throw new Error("-socket is required to serve");
