@@ -21,6 +21,7 @@ import { buildApplyLayer, type ApplyLayer } from "./apply-layer.js";
 import { summarizeLogFile, writeBerthdWrapper } from "./berthd-wrapper.js";
 import { writeBlobFile } from "./blob-file.js";
 import { createCleanups } from "./cleanups.js";
+import { containerBench, containerBenchConfig, containerRows } from "./containers.js";
 import { ingestOnce, type IngestResult } from "./content-ingest.js";
 import { timeCtr } from "./ctr-latency.js";
 import { prepareApply, type ApplyResult } from "./diff-apply.js";
@@ -64,6 +65,8 @@ const CONFIG = {
   /** The issue's goal for Diff.Apply of gzip layers, uncompressed MB/s. */
   applyTargetMBps: 250,
 };
+/** The container section (containers.ts): its own fresh berthd and containerd, sizes from BENCH_* too. */
+const CONTAINER_CONFIG = containerBenchConfig(process.env);
 const OUT = process.env.BENCH_OUT ?? "/tmp/berth-bench.json";
 /** When set, berthd writes a V8 CPU profile there on exit (this slows it down; for diagnosis only). */
 const BERTHD_CPU_PROF = process.env.BENCH_BERTHD_CPU_PROF;
@@ -456,6 +459,13 @@ async function main(): Promise<number> {
     const memory = {} as Record<DaemonName, Outcome<{ rss: number; peak: number }>>;
     for (const t of targets) memory[t.name] = await attempt(`${t.name} memory`, () => memoryMiB(t.pid));
 
+    const containers = await containerBench({
+      config: CONTAINER_CONFIG,
+      cleanups,
+      log,
+      ...(BERTHD_CPU_PROF ? { berthdCpuProfileDir: BERTHD_CPU_PROF } : {}),
+    });
+
     const ingestLabel = `content ingest ${CONFIG.ingestMiB} MiB, median of ${CONFIG.ingestRounds}`;
     const rows: Row[] = [
       row(`ctr version median, n=${CONFIG.ctrRuns}`, "ms", "lower", ctrVersion, (s) => s.median),
@@ -520,6 +530,7 @@ async function main(): Promise<number> {
       row("  daemon CPU per apply", "s", "lower", apply, (s) => s.medianDaemonCpuSeconds),
       row("daemon RSS at the end", "MiB", "lower", memory, (m) => m.rss),
       row("daemon peak RSS", "MiB", "lower", memory, (m) => m.peak),
+      ...containerRows(containers),
     ];
 
     const goals = checkTargets(rows);
@@ -528,7 +539,7 @@ async function main(): Promise<number> {
       when: new Date().toISOString(),
       runtimeSeconds: 0,
       machine,
-      config: CONFIG,
+      config: { ...CONFIG, containers: CONTAINER_CONFIG },
       daemons,
       setup: {
         largeImage: {
@@ -555,7 +566,7 @@ async function main(): Promise<number> {
       rows: rows.map((r) => ({ ...r, ratio: ratio(r), verdict: verdict(r) })),
       targets: goals,
       berthdLog: berthdLogSummary,
-      raw: { ctrVersion, version, imagesList, ingest, pullMulti, pullLarge, apply, memory },
+      raw: { ctrVersion, version, imagesList, ingest, pullMulti, pullLarge, apply, memory, containers },
     };
     report.runtimeSeconds = Math.round((Date.now() - started) / 100) / 10;
     const json = JSON.stringify(report, null, 2);
