@@ -6,17 +6,16 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, readdir } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { pack } from "tar-stream";
 import { Content, Tasks, createClient, isCode, writeBlob } from "../../src/client/index.js";
-import { busyboxImage } from "../fixtures/busybox.js";
 import { sha256Digest } from "../fixtures/descriptor.js";
-import { writeOciArchive } from "../fixtures/oci-image.js";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { ctrOk, runCtr } from "../harness/ctr.js";
-import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
+import { removeTempDir } from "../harness/temp-dir.js";
+import { makeTaskWork } from "./task-work.js";
 
 const IMAGE = "docker.io/library/busybox:checkpoint";
 const RUNTIME = "io.containerd.berth.v1";
@@ -61,12 +60,10 @@ void describe("checkpoint and restore", { timeout: 120_000 }, () => {
   const criu = criuWorks();
 
   before(async () => {
-    [berthd, work] = await Promise.all([startBerthd(), makeTempDir("checkpoint")]);
-    fifo = join(work, "fifo");
-    await mkdir(fifo);
-    const archive = join(work, "busybox.tar");
-    await writeOciArchive(archive, { image: await busyboxImage({ format: "oci" }), name: IMAGE });
-    await ctr(["images", "import", archive]);
+    let w;
+    [berthd, w] = await Promise.all([startBerthd(), makeTaskWork("checkpoint", IMAGE)]);
+    ({ dir: work, fifo } = w);
+    await ctr(["images", "import", w.archive]);
     await ctr(["run", "-d", "--fifo-dir", fifo, "--runtime", RUNTIME, IMAGE, "cp", "sleep", "1000"]);
   });
 

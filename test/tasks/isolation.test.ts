@@ -7,12 +7,10 @@ import { readdir, readFile, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { createClient, isCode, Tasks } from "../../src/client/index.js";
-import { busyboxImage } from "../fixtures/busybox.js";
-import { writeOciArchive } from "../fixtures/oci-image.js";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { ctrOk, runCtr } from "../harness/ctr.js";
-import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
-import { mkdir } from "node:fs/promises";
+import { removeTempDir } from "../harness/temp-dir.js";
+import { makeTaskWork } from "./task-work.js";
 
 const IMAGE = "docker.io/library/busybox:isolation";
 const RUNTIME = "io.containerd.berth.v1";
@@ -26,12 +24,10 @@ void describe("container isolation through the Berth shim", { timeout: 120_000 }
   const run = (...rest: string[]) => ["run", "--fifo-dir", fifo, "--runtime", RUNTIME, ...rest];
 
   before(async () => {
-    [berthd, work] = await Promise.all([startBerthd(), makeTempDir("isolation")]);
-    fifo = join(work, "fifo");
-    await mkdir(fifo);
-    const archive = join(work, "busybox.tar");
-    await writeOciArchive(archive, { image: await busyboxImage({ format: "oci" }), name: IMAGE });
-    await ctr(["images", "import", archive]);
+    let w;
+    [berthd, w] = await Promise.all([startBerthd(), makeTaskWork("isolation", IMAGE)]);
+    ({ dir: work, fifo } = w);
+    await ctr(["images", "import", w.archive]);
   });
 
   after(async () => {

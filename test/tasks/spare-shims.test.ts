@@ -3,15 +3,13 @@
 // reuses one shim instead of starting one per container; a berthd that dies leaves no spare behind
 // (it exits once alone), and a berthd that stops ends its spare at once.
 import assert from "node:assert/strict";
-import { mkdir, readFile, readdir } from "node:fs/promises";
-import { join } from "node:path";
+import { readFile, readdir } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
-import { busyboxImage } from "../fixtures/busybox.js";
-import { writeOciArchive } from "../fixtures/oci-image.js";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { ctrOk } from "../harness/ctr.js";
 import { waitGone } from "../harness/process-tree.js";
-import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
+import { removeTempDir } from "../harness/temp-dir.js";
+import { makeTaskWork } from "./task-work.js";
 
 const IMAGE = "docker.io/library/busybox:spares";
 /** Shims in these tests give up after this long alone (60 s in production). */
@@ -37,11 +35,7 @@ void describe("the pool of Berth shims", { timeout: 120_000 }, () => {
   const env = { BERTH_SHIM_IDLE_EXIT_MS: String(IDLE_MS) };
 
   before(async () => {
-    work = await makeTempDir("spares");
-    fifo = join(work, "fifo");
-    await mkdir(fifo);
-    archive = join(work, "busybox.tar");
-    await writeOciArchive(archive, { image: await busyboxImage({ format: "oci" }), name: IMAGE });
+    ({ dir: work, fifo, archive } = await makeTaskWork("spares", IMAGE));
     berthd = await startBerthd({ env });
     await ctrOk(berthd.address, ["images", "import", archive], { namespace: ns });
   });

@@ -4,15 +4,14 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { createClient, Tasks } from "../../src/client/index.js";
-import { busyboxImage } from "../fixtures/busybox.js";
-import { writeOciArchive } from "../fixtures/oci-image.js";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { CTR_PATH, ctrOk, runCtr, spawnCtr } from "../harness/ctr.js";
-import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
+import { removeTempDir } from "../harness/temp-dir.js";
+import { makeTaskWork } from "./task-work.js";
 
 const IMAGE = "docker.io/library/busybox:tty";
 const RUNTIMES = ["io.containerd.berth.v1", "io.containerd.runc.v2"] as const;
@@ -52,12 +51,10 @@ void describe("ctr run -t, --log-uri and 20 concurrent runs on berthd", { timeou
   const ctr = (args: string[]) => ctrOk(berthd.address, args, { namespace: ns });
 
   before(async () => {
-    [berthd, work] = await Promise.all([startBerthd(), makeTempDir("tty")]);
-    fifo = join(work, "fifo");
-    await mkdir(fifo);
-    const archive = join(work, "busybox.tar");
-    await writeOciArchive(archive, { image: await busyboxImage({ format: "oci" }), name: IMAGE });
-    await ctr(["images", "import", archive]);
+    let w;
+    [berthd, w] = await Promise.all([startBerthd(), makeTaskWork("tty", IMAGE)]);
+    ({ dir: work, fifo } = w);
+    await ctr(["images", "import", w.archive]);
   });
 
   after(async () => {
