@@ -246,6 +246,8 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
     let pid: number;
     try {
       pid = (await shim.connect({ id: bundle.id }, { timeoutMs: 10_000 })).taskPid;
+      // Connect answers for any id (the Go shim's does too); State tells whether the task exists.
+      await shim.state({ id: bundle.id }, { timeoutMs: 10_000 });
     } catch (err) {
       opts.log.warn({ err, namespace: bundle.namespace, id: bundle.id }, "shim does not know its task");
       await shim.shutdown({ id: bundle.id }).catch(() => undefined);

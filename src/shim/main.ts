@@ -118,7 +118,9 @@ async function serve(flags: ShimFlags): Promise<void> {
   process.on("SIGTERM", () => {
     if (service.size === 0) exit();
   });
+  // A shim supervises running containers: a bug in one request must not take them all down.
   process.on("uncaughtException", (err) => log(`uncaught: ${err.stack ?? err.message}`));
+  process.on("unhandledRejection", (err) => log(`unhandled rejection: ${String(err)}`));
   signalReady();
 }
 
