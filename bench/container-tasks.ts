@@ -76,7 +76,7 @@ export async function mapLimit<T, R>(
  * Waits until a CPU counter (seconds) grows by less than `idleFraction` of one CPU over each of
  * `quietIntervals` consecutive intervals, or `maxMs` passes; resolves with the time waited (ms) and
  * whether it got quiet. Used between timed runs so that one daemon's background work (berthd
- * starting its next spare shim, a Go shim exiting) is neither measured against the next run nor
+ * booting a spare shim, a Go shim exiting) is neither measured against the next run nor
  * left to compete with the other daemon's.
  */
 export async function waitQuiet(

@@ -91,7 +91,7 @@ export interface RunRmSample {
   ms: number;
   /** CPU of the daemon and all it forked, from spawning ctr until it was quiet again. */
   cpuSeconds: number | null;
-  /** How long it took after ctr exited until the daemon was quiet (berthd: its next spare). */
+  /** How long it took after ctr exited until the daemon was quiet (e.g. berthd booting a spare). */
   quietAfterMs: number;
 }
 
