@@ -34,10 +34,7 @@ void test("the wrapper appends the daemon's output to the log file and passes it
     await writeFile(logFile, "earlier\n");
     const path = await writeBerthdWrapper(dir, { logFile, name: "w'x" });
     const script = await readFile(path, "utf8");
-    assert.match(
-      script,
-      /^#!\/bin\/sh\nexec >>'.*berthd\.log' 2>&1\nexec node '.*dist\/daemon\/main\.js' "\$@"\n$/,
-    );
+    assert.match(script, /^#!\/bin\/sh\nexec >>'.*berthd\.log' 2>&1\nexec '.*bin\/berthd' "\$@"\n$/);
     assert.ok(!script.includes("--cpu-prof"));
     // Run it with node swapped for a stand-in that prints its arguments on both streams.
     const bin = join(dir, "bin");
@@ -47,10 +44,14 @@ void test("the wrapper appends the daemon's output to the log file and passes it
     });
     assert.equal(stdout + stderr, "");
     const logged = await readFile(logFile, "utf8");
-    assert.match(logged, /^earlier\nout .*main\.js --root a b\nerr 3\n$/);
+    // bin/berthd's own node flags come first, then main.js and the arguments as given.
+    assert.match(logged, /^earlier\nout (?:--\S+ )*\S*main\.js --root a b\nerr \d\n$/);
     assert.equal((await summarizeLogFile(join(bin, "absent.log"))).lines, 0);
     const profiled = await readFile(await writeBerthdWrapper(dir, { cpuProfileDir: "/p" }), "utf8");
-    assert.match(profiled, /^#!\/bin\/sh\nexec node --cpu-prof --cpu-prof-dir='\/p' '/);
+    assert.match(
+      profiled,
+      /^#!\/bin\/sh\nexport NODE_OPTIONS='--cpu-prof --cpu-prof-dir=\/p'\nexec '.*bin\/berthd' /,
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
