@@ -113,7 +113,7 @@ export class Container {
         return c;
       }
       const pidFile = join(o.bundle, "init.pid");
-      c.init.stdio = await openStdio(o.stdio, o.bundle, "init", c.stdioContext());
+      c.init.stdio = await openStdio(o.stdio, c.stdioContext());
       const since = Date.now();
       await o.runc
         .create(o.id, o.bundle, {
@@ -178,7 +178,7 @@ export class Container {
     const dir = join(this.bundle, "exec");
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const pidFile = join(dir, `${execId}.pid`);
-    p.stdio = await openStdio(p.paths, dir, execId, this.stdioContext());
+    p.stdio = await openStdio(p.paths, this.stdioContext());
     const since = Date.now();
     try {
       await this.runc
@@ -206,7 +206,7 @@ export class Container {
   /** runc restore of the init process from a CRIU image (the start of a checkpointed task). */
   private async restore(p: ShimProcess, imagePath: string): Promise<ShimProcess> {
     const pidFile = join(this.bundle, "init.pid");
-    p.stdio = await openStdio(p.paths, this.bundle, "init", this.stdioContext());
+    p.stdio = await openStdio(p.paths, this.stdioContext());
     const since = Date.now();
     try {
       await this.runc

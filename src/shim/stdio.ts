@@ -4,7 +4,8 @@
 // into a pipe, so that the process sees EOF when the client closes its end. A terminal is the pty
 // master runc hands over on the console socket, copied to and from the FIFOs.
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, constants as fsConstants, mkdirSync, openSync } from "node:fs";
+import { closeSync, constants as fsConstants, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { Socket } from "node:net";
 import { dirname, join } from "node:path";
 import { ReadStream } from "node:tty";
@@ -131,20 +132,22 @@ function openStdinFifo(path: string): Socket {
   return new Socket({ fd, readable: true, writable: false });
 }
 
-export async function openStdio(
-  paths: StdioPaths,
-  scratchDir: string,
-  name: string,
-  ctx: StdioContext,
-): Promise<ProcessStdio> {
+export async function openStdio(paths: StdioPaths, ctx: StdioContext): Promise<ProcessStdio> {
   const held: number[] = [];
   const streams: { destroy(): void }[] = [];
   let stdinSource: Socket | undefined;
   let stdinSink: { end(): void } | undefined;
 
   if (paths.terminal) {
-    const consolePath = join(scratchDir, `${name}.console.sock`);
+    // A unix socket path is at most 107 bytes, which a bundle path with a long namespace and id
+    // can pass: the socket lives in a private (0700) directory under the temp dir, as go-runc's.
+    const consoleDir = mkdtempSync(join(tmpdir(), "berth-pty-"));
+    const consolePath = join(consoleDir, "pty.sock");
     const console = ConsoleSocket.listen(consolePath);
+    const closeConsole = () => {
+      console.close();
+      rmSync(consoleDir, { recursive: true, force: true });
+    };
     const masterP = console.receiveMaster({ timeoutMs: 30_000 });
     masterP.catch(() => undefined);
     let master: ReadStream | undefined;
@@ -158,7 +161,7 @@ export async function openStdio(
           const m = await masterP;
           masterFd = m.fd;
         } finally {
-          console.close();
+          closeConsole();
         }
         master = new ReadStream(masterFd);
         master.on("error", () => undefined);
@@ -185,7 +188,7 @@ export async function openStdio(
         stdinSource?.destroy();
       },
       close() {
-        console.close();
+        closeConsole();
         for (const s of streams) s.destroy();
         master?.destroy();
       },

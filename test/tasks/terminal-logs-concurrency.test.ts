@@ -92,6 +92,34 @@ void describe("ctr run -t, --log-uri and 20 concurrent runs on berthd", { timeou
       assert.equal(left.includes(`tty-${short}`), false);
     });
 
+    void test(`${short}: tasks exec -t gives an interactive shell in a running container`, async () => {
+      const id = `exect-${short}`;
+      await ctr(["run", "-d", "--fifo-dir", fifo, "--runtime", runtime, IMAGE, id, "sleep", "1000"]);
+      const r = await ctrInPty(
+        [
+          "-a",
+          berthd.address,
+          "-n",
+          ns,
+          "tasks",
+          "exec",
+          "-t",
+          "--fifo-dir",
+          fifo,
+          "--exec-id",
+          "sh1",
+          id,
+          "sh",
+        ],
+        ["echo in-exec-$((20+22))", "exit 6"],
+      );
+      assert.match(r.out, /in-exec-42/);
+      assert.equal(r.code, 6, r.out);
+      await ctr(["tasks", "kill", "-s", "9", id]);
+      await runCtr(berthd.address, ["tasks", "rm", "-f", id], { namespace: ns });
+      await ctr(["containers", "rm", id]);
+    });
+
     void test(`${short}: ResizePty reaches the container's terminal`, async () => {
       const id = `resize-${short}`;
       // `run -t` wants a console even when detached: run it under a pty too.
