@@ -4,7 +4,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { dirname, join } from "node:path";
-import { Task } from "../gen/containerd/runtime/v2/task/shim_pb.js";
+import { Task, type CreateTaskRequest } from "../gen/containerd/runtime/v2/task/shim_pb.js";
 import {
   CheckpointOptionsSchema,
   ProcessDetailsSchema,
@@ -58,6 +58,8 @@ const ProcessDetailsUrl = ProcessDetailsSchema.typeName;
 
 export function createShimService(deps: ShimServiceDeps): ShimService {
   const containers = new Map<string, Container>();
+  /** Ids whose Create is under way. */
+  const creating = new Set<string>();
   const nsOf = (ctx: TtrpcCallContext) => ctx.metadata.get(ttrpcNamespaceKey)?.[0] ?? deps.namespace;
   const get = (id: string): Container => {
     const c = containers.get(id);
@@ -80,62 +82,73 @@ export function createShimService(deps: ShimServiceDeps): ShimService {
     }
   }
 
+  async function createContainer(req: CreateTaskRequest, ctx: TtrpcCallContext): Promise<{ pid: number }> {
+    const namespace = nsOf(ctx);
+    let opts: { noPivotRoot?: boolean; binaryName?: string; root?: string; systemdCgroup?: boolean } = {};
+    if (req.options && req.options.typeUrl.endsWith(OptionsSchema.typeName))
+      opts = fromBinary(OptionsSchema, req.options.value);
+    const runc = new Runc({
+      command: opts.binaryName || "runc",
+      root: opts.root ? join(opts.root, namespace) : runcRootFor(req.bundle, namespace),
+      log: join(req.bundle, "log.json"),
+      systemdCgroup: opts.systemdCgroup,
+      onSpawn: deps.onSpawn,
+    });
+    const c = await Container.create({
+      id: req.id,
+      namespace,
+      bundle: req.bundle,
+      rootfs: req.rootfs.map((m) => ({
+        type: m.type,
+        source: m.source,
+        target: m.target,
+        options: [...m.options],
+      })),
+      stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+      runc,
+      reaper: deps.reaper,
+      noPivot: opts.noPivotRoot,
+      checkpoint: req.checkpoint || undefined,
+      onExit: (container, p, exit) => {
+        void (async () => {
+          await p.startGate;
+          if (p.execId === "" && exit.signal === 9 && (await oomKilled(container)))
+            deps.publisher.publish(container.namespace, "/tasks/oom", TaskOOMSchema, {
+              containerId: container.id,
+            });
+          deps.publisher.publish(container.namespace, "/tasks/exit", TaskExitSchema, {
+            containerId: container.id,
+            id: p.execId === "" ? container.id : p.execId,
+            pid: exit.pid,
+            exitStatus: exit.status,
+            exitedAt: timestampFromDate(exit.exitedAt),
+          });
+        })();
+      },
+    });
+    containers.set(req.id, c);
+    deps.publisher.publish(namespace, "/tasks/create", TaskCreateSchema, {
+      containerId: req.id,
+      bundle: req.bundle,
+      rootfs: req.rootfs,
+      io: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+      checkpoint: req.checkpoint,
+      pid: c.init.pid,
+    });
+    return { pid: c.init.pid };
+  }
+
   const impl: ShimService["impl"] = {
     async create(req, ctx) {
-      if (containers.has(req.id)) throw alreadyExists(`container ${req.id}`);
-      const namespace = nsOf(ctx);
-      let opts: { noPivotRoot?: boolean; binaryName?: string; root?: string; systemdCgroup?: boolean } = {};
-      if (req.options && req.options.typeUrl.endsWith(OptionsSchema.typeName))
-        opts = fromBinary(OptionsSchema, req.options.value);
-      const runc = new Runc({
-        command: opts.binaryName || "runc",
-        root: opts.root ? join(opts.root, namespace) : runcRootFor(req.bundle, namespace),
-        log: join(req.bundle, "log.json"),
-        systemdCgroup: opts.systemdCgroup,
-        onSpawn: deps.onSpawn,
-      });
-      const c = await Container.create({
-        id: req.id,
-        namespace,
-        bundle: req.bundle,
-        rootfs: req.rootfs.map((m) => ({
-          type: m.type,
-          source: m.source,
-          target: m.target,
-          options: [...m.options],
-        })),
-        stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
-        runc,
-        reaper: deps.reaper,
-        noPivot: opts.noPivotRoot,
-        checkpoint: req.checkpoint || undefined,
-        onExit: (container, p, exit) => {
-          void (async () => {
-            await p.startGate;
-            if (p.execId === "" && exit.signal === 9 && (await oomKilled(container)))
-              deps.publisher.publish(container.namespace, "/tasks/oom", TaskOOMSchema, {
-                containerId: container.id,
-              });
-            deps.publisher.publish(container.namespace, "/tasks/exit", TaskExitSchema, {
-              containerId: container.id,
-              id: p.execId === "" ? container.id : p.execId,
-              pid: exit.pid,
-              exitStatus: exit.status,
-              exitedAt: timestampFromDate(exit.exitedAt),
-            });
-          })();
-        },
-      });
-      containers.set(req.id, c);
-      deps.publisher.publish(namespace, "/tasks/create", TaskCreateSchema, {
-        containerId: req.id,
-        bundle: req.bundle,
-        rootfs: req.rootfs,
-        io: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
-        checkpoint: req.checkpoint,
-        pid: c.init.pid,
-      });
-      return { pid: c.init.pid };
+      // Reserved before the first await: a second Create of the same id must fail here, not in
+      // runc, whose failure cleanup (delete --force) would take the first container with it.
+      if (containers.has(req.id) || creating.has(req.id)) throw alreadyExists(`container ${req.id}`);
+      creating.add(req.id);
+      try {
+        return await createContainer(req, ctx);
+      } finally {
+        creating.delete(req.id);
+      }
     },
 
     async start(req) {

@@ -1,0 +1,80 @@
+// The shim's Task service in-process, with real runc: two concurrent Creates of one id leave the
+// first container intact (the second fails AlreadyExists before runc is asked); the lifecycle runs
+// and its events come out in order.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { OptionsSchema } from "../gen/containerd/runc/options/oci_pb.js";
+import { Status } from "../gen/containerd/types/task/task_pb.js";
+import { isCode } from "../errdefs/errors.js";
+import type { TtrpcCallContext } from "../ttrpc/server.js";
+import { ttrpcNamespaceKey } from "../runtime/ttrpc-metadata.js";
+import type { Publisher } from "./publisher.js";
+import { Reaper } from "./reaper.js";
+import { createShimService } from "./task-service.js";
+import { canRunContainers, makeTestBundle } from "./test-bundle.js";
+
+const skip = canRunContainers() ? false : "runc cannot run containers here";
+
+void test(
+  "concurrent Creates of one id: one container, one AlreadyExists; then the lifecycle",
+  { skip },
+  async () => {
+    const tb = makeTestBundle({ args: ["sleep", "1000"] });
+    const reaper = new Reaper();
+    const topics: string[] = [];
+    // The events sink: records topics (the real publisher's transport is tested elsewhere).
+    const publisher: Publisher = {
+      publish: (_ns, topic) => void topics.push(topic),
+      flush: () => Promise.resolve(),
+      close: () => undefined,
+    };
+    const svc = createShimService({
+      namespace: "t",
+      reaper,
+      publisher,
+      onSpawn: (child) => reaper.trackSpawned(child),
+      exit: () => undefined,
+      log: () => undefined,
+    });
+    const ctx: TtrpcCallContext = {
+      metadata: new Map([[ttrpcNamespaceKey, ["t"]]]),
+      signal: new AbortController().signal,
+    };
+    const options = {
+      typeUrl: OptionsSchema.typeName,
+      value: toBinary(OptionsSchema, create(OptionsSchema, { root: tb.runcRoot })),
+    };
+    const req = {
+      id: tb.id,
+      bundle: tb.bundle,
+      rootfs: [],
+      terminal: false,
+      stdin: "",
+      stdout: "",
+      stderr: "",
+      checkpoint: "",
+      parentCheckpoint: "",
+      options,
+    } as unknown as Parameters<NonNullable<typeof svc.impl.create>>[0];
+    try {
+      const results = await Promise.allSettled([svc.impl.create!(req, ctx), svc.impl.create!(req, ctx)]);
+      assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+      const refused = results.find((r) => r.status === "rejected");
+      assert.ok(refused && isCode(refused.reason, "already-exists"), String(refused?.status));
+      await svc.impl.start!({ id: tb.id, execId: "" } as never, ctx);
+      const state = await svc.impl.state!({ id: tb.id, execId: "" } as never, ctx);
+      assert.equal(state.status, Status.RUNNING);
+      await svc.impl.kill!({ id: tb.id, execId: "", signal: 9, all: false } as never, ctx);
+      const waited = await svc.impl.wait!({ id: tb.id, execId: "" } as never, ctx);
+      assert.equal(waited.exitStatus, 137);
+      await svc.impl.delete!({ id: tb.id, execId: "" } as never, ctx);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(topics, ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]);
+      assert.equal(svc.size, 0);
+    } finally {
+      reaper.close();
+      tb.cleanup();
+    }
+  },
+);
