@@ -1,7 +1,6 @@
 // The shim v2 runtime (io.containerd.runtime.v2.task) and the Tasks gRPC service over it. The
 // runtime reconnects to the shims of a previous run while it initialises, as containerd's does.
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { PluginRegistration } from "./plugin.js";
 import type { Config } from "./config.js";
@@ -14,11 +13,11 @@ import { createBerthShimPool } from "../runtime/berth-shim-pool.js";
 import { createCheckpointer } from "../runtime/checkpoint.js";
 import { registerService } from "../services/grpc-adapter.js";
 import { Tasks, tasksService } from "../services/tasks-service.js";
-import { packEvent } from "../services/event-payloads.js";
+import { packEvent } from "../core/events/pack-event.js";
 import { TaskDeleteSchema, TaskExitSchema } from "../gen/containerd/events/task_pb.js";
 
 /** `-publish-binary` for shims: berthd itself, as containerd passes its own binary. */
-const publishBinary = fileURLToPath(new URL("../../bin/berthd", import.meta.url));
+const publishBinary = join(berthBinDir, "berthd");
 
 export function runtimePlugins(deps: { cfg: Config; log: Logger }): PluginRegistration[] {
   return [

@@ -20,7 +20,6 @@ import type { RequestContext } from "../core/context.js";
 import type { Store } from "../core/content/content.js";
 import { ingestFile } from "../core/content/ingest-file.js";
 import type { AnyValue } from "../core/any-value.js";
-import type { Checkpointer } from "../services/tasks-service.js";
 import type { RuntimeTask } from "./task-manager.js";
 
 export const checkpointMediaType = "application/vnd.containerd.container.criu.checkpoint.criu.tar";
@@ -28,6 +27,17 @@ export const checkpointConfigMediaType = "application/vnd.containerd.container.c
 
 /** A checkpoint tar holds CRIU image files: bounded, so a hostile one cannot fill the disk. */
 const maxCheckpointEntries = 100_000;
+
+/** CRIU checkpoints to and from the content store (containerd's Tasks.Checkpoint and restore). */
+export interface Checkpointer {
+  checkpoint(
+    rc: RequestContext,
+    task: RuntimeTask,
+    opts: { options?: Any; spec: AnyValue },
+  ): Promise<Descriptor[]>;
+  /** Unpacks a checkpoint descriptor into a directory for the shim; release removes it. */
+  unpack(rc: RequestContext, checkpoint: Descriptor): Promise<{ dir: string; release: () => Promise<void> }>;
+}
 
 export interface CheckpointerOptions {
   contentFor(ctx: RequestContext): Store;

@@ -1,5 +1,5 @@
 // Event payloads as containerd packs them: an Any whose type URL is the bare full message name.
-import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { fromBinary, type DescMessage } from "@bufbuild/protobuf";
 import type { AnyValue } from "../core/any-value.js";
 import * as containerEvents from "../gen/containerd/events/container_pb.js";
 import * as contentEvents from "../gen/containerd/events/content_pb.js";
@@ -8,9 +8,7 @@ import * as namespaceEvents from "../gen/containerd/events/namespace_pb.js";
 import * as snapshotEvents from "../gen/containerd/events/snapshot_pb.js";
 import * as taskEvents from "../gen/containerd/events/task_pb.js";
 
-export function packEvent<S extends DescMessage>(schema: S, init: MessageInitShape<S>): AnyValue {
-  return { typeUrl: schema.typeName, value: toBinary(schema, create(schema, init)) };
-}
+export { packEvent } from "../core/events/pack-event.js";
 
 const known = new Map<string, DescMessage>();
 for (const mod of [

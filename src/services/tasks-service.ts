@@ -9,26 +9,13 @@ import { namespaced, type CallContext } from "./call-context.js";
 import type { ContainerStore } from "../core/metadata/containers.js";
 import type { RequestContext } from "../core/context.js";
 import type { RuntimeTask, TaskManager } from "../runtime/task-manager.js";
+import type { Checkpointer } from "../runtime/checkpoint.js";
 import { BerthError, alreadyExists, invalidArgument, isCode } from "../errdefs/errors.js";
 import { parseFilters } from "../core/filters/filter.js";
 import { taskAdaptor } from "../core/filters/adaptors.js";
 import { validateIdentifier } from "../core/identifiers/identifiers.js";
-import type { Descriptor } from "../gen/containerd/types/descriptor_pb.js";
-import type { Any } from "@bufbuild/protobuf/wkt";
-import type { AnyValue } from "../core/any-value.js";
 
 export { Tasks };
-
-/** CRIU checkpoints to and from the content store (containerd's Tasks.Checkpoint and restore). */
-export interface Checkpointer {
-  checkpoint(
-    rc: RequestContext,
-    task: RuntimeTask,
-    opts: { options?: Any; spec: AnyValue },
-  ): Promise<Descriptor[]>;
-  /** Unpacks a checkpoint descriptor into a directory for the shim; release removes it. */
-  unpack(rc: RequestContext, checkpoint: Descriptor): Promise<{ dir: string; release: () => Promise<void> }>;
-}
 
 export interface TasksServiceDeps {
   containers: ContainerStore;

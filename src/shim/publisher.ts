@@ -5,7 +5,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Events } from "../gen/containerd/services/events/ttrpc/v1/events_pb.js";
 import { connectTtrpc, ttrpcService, type TtrpcClient } from "../ttrpc/client.js";
 import { ttrpcNamespaceKey } from "../runtime/ttrpc-metadata.js";
-import { packEvent } from "../services/event-payloads.js";
+import { packEvent } from "../core/events/pack-event.js";
 
 export interface Publisher {
   publish<S extends DescMessage>(
