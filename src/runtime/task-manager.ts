@@ -161,10 +161,13 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
     return `${namespace}/${shimGroup(annotations, namespace)}`;
   };
 
-  const shimLog = (bundle: Bundle) =>
-    openShimLog(bundle, (line) =>
-      opts.log.debug({ namespace: bundle.namespace, id: bundle.id, shim: line }, "shim"),
-    );
+  /** The bundle's `log` FIFO, which `start`ed shims write to; pooled Berth shims never open it. */
+  const shimLog = (bundle: Bundle, binary: string | undefined): { close: () => void } =>
+    pooled(binary)
+      ? { close: () => undefined }
+      : openShimLog(bundle, (line) =>
+          opts.log.debug({ namespace: bundle.namespace, id: bundle.id, shim: line }, "shim"),
+        );
 
   function connection(address: string): Promise<Connection> {
     let c = connections.get(address);
@@ -254,7 +257,7 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
       await cleanupAfterDeadShim(bundle, binary, 0);
       return;
     }
-    const log = shimLog(bundle);
+    const log = shimLog(bundle, binary);
     let group: string | undefined;
     if (pooled(binary)) {
       group = groupOf(bundle.namespace, (await readBundleFile(bundle, "config.json")) ?? "");
@@ -286,7 +289,7 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
         resolveShimBinary(runtime, { extraDirs: opts.shimDirs }),
       );
       const bundle = await createBundle(opts.dirs, namespace, id, o.spec);
-      const log = shimLog(bundle);
+      const log = shimLog(bundle, binary);
       let shim: ShimTaskClient | undefined;
       let conn: Connection | undefined;
       let group: string | undefined;
