@@ -1,6 +1,8 @@
 // A small pool of worker threads for the jobs that must not run on the daemon's event loop (layer
 // apply and diff: synchronous syscalls, decompression, hashing). Jobs are plain messages; a
-// cancelled job terminates its worker, which is replaced on demand.
+// cancelled job terminates its worker, which is replaced on demand. A worker is a whole V8 isolate
+// (8-10 MB resident), so one left idle for idleMs is retired too: a daemon running containers
+// and pulling nothing holds none.
 import { Worker } from "node:worker_threads";
 import { BerthError, type ErrorCode } from "../../errdefs/errors.js";
 
@@ -12,18 +14,26 @@ interface Pending {
 interface Slot {
   worker: Worker;
   busy: boolean;
+  /** Retires the worker once it has been idle for idleMs. */
+  idleTimer?: NodeJS.Timeout;
 }
 
 export interface WorkerPoolOptions {
   /** The worker module (a URL to a .js file, or .ts under tsx). */
   script: URL;
   size: number;
+  /** How long an idle worker lives before it is terminated (default 30 s). */
+  idleMs?: number;
 }
 
 export interface WorkerPool {
   run<T>(op: string, args: unknown, signal?: AbortSignal): Promise<T>;
+  /** Workers alive now, busy or idle. */
+  readonly workers: number;
   close(): Promise<void>;
 }
+
+const DEFAULT_IDLE_MS = 30_000;
 
 /** What a worker posts back. */
 export type WorkerReply =
@@ -35,6 +45,7 @@ export function createWorkerPool(opts: WorkerPoolOptions): WorkerPool {
   const queue: Array<() => void> = [];
   let nextId = 1;
   let closed = false;
+  const idleMs = opts.idleMs ?? DEFAULT_IDLE_MS;
 
   const spawn = (): Slot => {
     const worker = new Worker(opts.script);
@@ -47,6 +58,7 @@ export function createWorkerPool(opts: WorkerPoolOptions): WorkerPool {
   const acquire = (): Promise<Slot> => {
     const free = slots.find((s) => !s.busy);
     if (free) {
+      clearTimeout(free.idleTimer);
       free.busy = true;
       return Promise.resolve(free);
     }
@@ -60,10 +72,19 @@ export function createWorkerPool(opts: WorkerPoolOptions): WorkerPool {
 
   const release = (slot: Slot): void => {
     slot.busy = false;
-    queue.shift()?.();
+    const next = queue.shift();
+    if (next !== undefined) {
+      next();
+      return;
+    }
+    slot.idleTimer = setTimeout(() => {
+      if (!slot.busy) discard(slot);
+    }, idleMs);
+    slot.idleTimer.unref();
   };
 
   const discard = (slot: Slot): void => {
+    clearTimeout(slot.idleTimer);
     const i = slots.indexOf(slot);
     if (i >= 0) slots.splice(i, 1);
     void slot.worker.terminate();
@@ -118,8 +139,12 @@ export function createWorkerPool(opts: WorkerPoolOptions): WorkerPool {
         slot.worker.postMessage({ id, op, args });
       });
     },
+    get workers(): number {
+      return slots.length;
+    },
     async close(): Promise<void> {
       closed = true;
+      for (const slot of slots) clearTimeout(slot.idleTimer);
       await Promise.all(slots.splice(0).map((s) => s.worker.terminate()));
     },
   };
