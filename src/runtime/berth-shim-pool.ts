@@ -53,6 +53,8 @@ export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
   const pids = new Map<string, number>();
   const wanted = opts.spares ?? 1;
   let refillTimer: NodeJS.Timeout | undefined;
+  /** A shim came back (release kept it) since the refill timer was set. */
+  let returned = false;
   let closed = false;
 
   /** Holds a connection to a spare; drops the spare from the list if it goes away. */
@@ -91,9 +93,14 @@ export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
 
   function scheduleRefill(): void {
     if (refillTimer !== undefined || closed) return;
+    returned = false;
     refillTimer = setTimeout(() => {
       refillTimer = undefined;
-      refill();
+      // A shim came back while we waited: its group is churning (run --rm after run --rm), taking
+      // the spare and giving it back each time. A new spare started now would only be shut down
+      // at the next return (a Node boot, ~150 ms of CPU, for nothing): wait again instead.
+      if (returned && spares.length < wanted) scheduleRefill();
+      else refill();
     }, opts.refillDelayMs ?? 1000);
     refillTimer.unref();
   }
@@ -125,6 +132,7 @@ export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
       if (entry && (entry.resolved === address || entry.resolved === undefined)) groups.delete(group);
       if (closed || spares.length >= wanted) return false;
       spares.push(holdSpare(address));
+      returned = true;
       return true;
     },
     forget(group, address) {

@@ -2,6 +2,7 @@
 // processes, each driven through runc and watched by the reaper. State machines as containerd's
 // runc shim has them: created -> running -> stopped (init may also be paused); an exec is added,
 // then started, then deleted.
+import { existsSync } from "node:fs";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
@@ -27,7 +28,8 @@ export interface ProcessState {
 }
 
 /** Called when a process exits (after its stdio is released): the shim publishes /tasks/exit. */
-export type ExitListener = (c: Container, p: ShimProcess, exit: ExitEvent) => void;
+/** Told of each exit; what it returns settles once the exit has been reported (its event). */
+export type ExitListener = (c: Container, p: ShimProcess, exit: ExitEvent) => void | Promise<void>;
 
 export class ShimProcess {
   pid = 0;
@@ -40,6 +42,8 @@ export class ShimProcess {
   private exitedResolve!: () => void;
   /** Resolves once the process has exited and its exit is recorded. */
   readonly exited = new Promise<void>((r) => (this.exitedResolve = r));
+  /** Settles once the exit listener has reported the exit (the /tasks/exit event is out). */
+  exitReported: Promise<void> = Promise.resolve();
 
   constructor(
     readonly execId: string,
@@ -82,6 +86,18 @@ export class Container {
   private readonly reaper: Reaper;
   private readonly onExit: ExitListener;
   private rootfsMounted = false;
+  /** The spec gives the container a pid namespace of its own (not a path to another's). */
+  private ownPidNamespace = false;
+  /**
+   * Set by delete() when `runc delete` finishes after the reply: settles once runc's state for
+   * this id is gone (a new container of the same id waits for it).
+   */
+  retired: Promise<void> | undefined;
+
+  /** Where runc keeps this container's state. */
+  get runcRoot(): string | undefined {
+    return this.runc.root;
+  }
   private checkpointDir?: string;
   private noPivot?: boolean;
 
@@ -99,8 +115,14 @@ export class Container {
   static async create(o: ContainerOptions): Promise<Container> {
     const c = new Container(o);
     const rootfs = join(o.bundle, "rootfs");
-    validateProcess(((await Container.spec(o.bundle)) as { process?: unknown }).process);
+    const spec = (await Container.spec(o.bundle)) as {
+      process?: unknown;
+      linux?: { namespaces?: Array<{ type?: string; path?: string }> };
+    };
+    validateProcess(spec.process);
+    c.ownPidNamespace = (spec.linux?.namespaces ?? []).some((n) => n.type === "pid" && !n.path);
     try {
+      await clearStoppedLeftover(o.runc, o.id);
       if (o.rootfs.length > 0) {
         await mkdir(rootfs, { recursive: true, mode: 0o711 });
         mountAll(o.rootfs, rootfs);
@@ -139,12 +161,13 @@ export class Container {
     void this.reaper.register(p.pid, { since }).then(
       (exit) => {
         p.setExited(exit.status, exit.exitedAt);
-        this.onExit(this, p, exit);
+        p.exitReported = Promise.resolve(this.onExit(this, p, exit)).catch(() => undefined);
       },
       () => {
         // The process was gone before we could watch it and no exit was recorded.
         p.setExited(255, new Date());
-        this.onExit(this, p, { pid: p.pid, status: 255, signal: 0, exitedAt: new Date() });
+        const exit = { pid: p.pid, status: 255, signal: 0, exitedAt: new Date() };
+        p.exitReported = Promise.resolve(this.onExit(this, p, exit)).catch(() => undefined);
       },
     );
   }
@@ -166,7 +189,9 @@ export class Container {
       if (p.status !== Status.CREATED)
         throw failedPrecondition(`cannot start a ${statusName(p.status)} process`);
       if (this.checkpointDir !== undefined) return this.restore(p, this.checkpointDir);
-      await this.runc.start(this.id).catch(runtimeError("OCI runtime start failed"));
+      await this.runc
+        .start(this.id, { initExited: p.exited })
+        .catch(runtimeError("OCI runtime start failed"));
       // A short-lived process may have exited (and been reaped) before runc start returned.
       if (p.status === Status.CREATED) p.status = Status.RUNNING;
       return p;
@@ -260,13 +285,25 @@ export class Container {
       this.execs.delete(execId);
       return p;
     }
+    if (p.status === Status.STOPPED && this.ownPidNamespace) {
+      // Every process of the container died with its init (the kernel kills a pid namespace's
+      // members with its init), so the rootfs is free now, and what `runc delete` has left to do
+      // (its state dir, the cgroup, poststop hooks) need not hold up the reply: it runs on in
+      // `retired`. Its log cannot go in the bundle, which the daemon removes next.
+      if (this.rootfsMounted) unmountAll(join(this.bundle, "rootfs"));
+      this.rootfsMounted = false;
+      p.stdio?.close();
+      this.retired = this.runc
+        .withLog(undefined)
+        .delete(this.id, { force: true })
+        .catch(() => undefined);
+      return p;
+    }
     if (p.status === Status.CREATED) {
       await this.runc.kill(this.id, 9).catch(() => undefined);
       await Promise.race([p.exited, new Promise((r) => setTimeout(r, 2000))]);
     }
-    await this.runc.delete(this.id, { force: true }).catch((err: unknown) => {
-      if (!/does not exist|not exist/.test((err as Error).message)) throw err;
-    });
+    await this.runc.delete(this.id, { force: true }).catch(ignoreGone);
     if (this.rootfsMounted) unmountAll(join(this.bundle, "rootfs"));
     this.rootfsMounted = false;
     p.stdio?.close();
@@ -394,4 +431,20 @@ export function statusName(s: Status): string {
     default:
       return "unknown";
   }
+}
+
+const ignoreGone = (err: unknown): void => {
+  if (!/does not exist|not exist/.test((err as Error).message)) throw err;
+};
+
+/**
+ * runc state left for id by a container of the same id that was deleted while its `runc delete`
+ * still ran on (in another shim of the same group, or in one that died meanwhile). The daemon
+ * creates a task only once the previous one of that id is deleted, so a stopped leftover is
+ * finished here; anything else is left for `runc create` to refuse.
+ */
+async function clearStoppedLeftover(runc: Runc, id: string): Promise<void> {
+  if (runc.root === undefined || !existsSync(join(runc.root, id))) return;
+  const state = await runc.state(id).catch(() => undefined);
+  if (state?.status === "stopped") await runc.delete(id, { force: true }).catch(ignoreGone);
 }

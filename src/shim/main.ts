@@ -85,6 +85,7 @@ async function serve(flags: ShimFlags): Promise<void> {
   let idleTimer: NodeJS.Timeout | undefined;
   const exit = () => {
     void (async () => {
+      await service.retired();
       await Promise.race([publisher.flush(), new Promise((r) => setTimeout(r, 2000))]);
       await server.close();
       await rm(flags.socket, { force: true });

@@ -3,8 +3,9 @@
 import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
 import { mkdtemp, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { BerthError, type ErrorCode } from "../errdefs/errors.js";
+import { releaseExecFifo } from "./exec-fifo.js";
 
 export interface RuncOptions {
   /** The runc binary (default "runc", looked up on PATH). */
@@ -238,6 +239,11 @@ export class Runc {
     this.log = opts.log;
   }
 
+  /** The same runc with another --log (undefined: a private temporary log per command). */
+  withLog(log: string | undefined): Runc {
+    return new Runc({ ...this.opts, log });
+  }
+
   private globalArgs(log: string | undefined): string[] {
     const args: string[] = [];
     value(args, this.opts.root, "--root");
@@ -318,7 +324,15 @@ export class Runc {
     await this.run(args, { stdio: ioStdio(opts.io, opts.extraFiles), signal: opts.signal });
   }
 
-  async start(id: string, opts: CallOptions = {}): Promise<void> {
+  /**
+   * runc start. Given initExited (the reaper's word on the init process), the shim releases init
+   * through runc's exec fifo itself, as `runc start` would (exec-fifo.ts), when the binary is runc
+   * and the fifo is where runc keeps it; otherwise, or if that does not work out, runs `runc start`.
+   */
+  async start(id: string, opts: CallOptions & { initExited?: Promise<unknown> } = {}): Promise<void> {
+    if (opts.initExited !== undefined && this.root !== undefined && basename(this.command) === "runc") {
+      if (await releaseExecFifo(join(this.root, id, "exec.fifo"), opts.initExited)) return;
+    }
     await this.run(["start", id], opts);
   }
 

@@ -47,6 +47,8 @@ export interface ShimServiceDeps {
 export interface ShimService {
   impl: TtrpcServiceImpl<(typeof Task)["method"]>;
   readonly size: number;
+  /** Settles once every `runc delete` still running after its Delete reply has finished. */
+  retired(): Promise<void>;
 }
 
 /** runc keeps its state beside the bundles: `<runtime state>/.runc/<namespace>` (hidden dirs are not namespaces). */
@@ -60,6 +62,8 @@ export function createShimService(deps: ShimServiceDeps): ShimService {
   const containers = new Map<string, Container>();
   /** Ids whose Create is under way. */
   const creating = new Set<string>();
+  /** `runc delete`s still running after their Delete was answered, by runc root and id. */
+  const retiring = new Map<string, Promise<void>>();
   const nsOf = (ctx: TtrpcCallContext) => ctx.metadata.get(ttrpcNamespaceKey)?.[0] ?? deps.namespace;
   const get = (id: string): Container => {
     const c = containers.get(id);
@@ -94,6 +98,8 @@ export function createShimService(deps: ShimServiceDeps): ShimService {
       systemdCgroup: opts.systemdCgroup,
       onSpawn: deps.onSpawn,
     });
+    // The previous container of this id may still be leaving runc's state.
+    await retiring.get(join(runc.root ?? "", req.id));
     const c = await Container.create({
       id: req.id,
       namespace,
@@ -109,8 +115,8 @@ export function createShimService(deps: ShimServiceDeps): ShimService {
       reaper: deps.reaper,
       noPivot: opts.noPivotRoot,
       checkpoint: req.checkpoint || undefined,
-      onExit: (container, p, exit) => {
-        void (async () => {
+      onExit: (container, p, exit) =>
+        (async () => {
           await p.startGate;
           if (p.execId === "" && exit.signal === 9 && (await oomKilled(container)))
             deps.publisher.publish(container.namespace, "/tasks/oom", TaskOOMSchema, {
@@ -123,8 +129,7 @@ export function createShimService(deps: ShimServiceDeps): ShimService {
             exitStatus: exit.status,
             exitedAt: timestampFromDate(exit.exitedAt),
           });
-        })();
-      },
+        })(),
     });
     containers.set(req.id, c);
     deps.publisher.publish(namespace, "/tasks/create", TaskCreateSchema, {
@@ -179,8 +184,18 @@ export function createShimService(deps: ShimServiceDeps): ShimService {
     async delete(req) {
       const c = get(req.id);
       const p = await c.delete(req.execId);
+      // As containerd's shim: a process's /tasks/exit goes out before its container's /tasks/delete.
+      await p.exitReported;
       if (req.execId === "") {
         containers.delete(req.id);
+        const retired = c.retired;
+        if (retired !== undefined) {
+          const key = join(c.runcRoot ?? "", c.id);
+          retiring.set(key, retired);
+          void retired.then(() => {
+            if (retiring.get(key) === retired) retiring.delete(key);
+          });
+        }
         deps.publisher.publish(c.namespace, "/tasks/delete", TaskDeleteSchema, {
           containerId: c.id,
           pid: p.pid,
@@ -345,6 +360,9 @@ export function createShimService(deps: ShimServiceDeps): ShimService {
     impl,
     get size() {
       return containers.size;
+    },
+    async retired() {
+      await Promise.all(retiring.values());
     },
   };
 }

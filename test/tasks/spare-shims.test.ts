@@ -4,6 +4,7 @@
 // (it exits once alone), and a berthd that stops ends its spare at once.
 import assert from "node:assert/strict";
 import { readFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { ctrOk } from "../harness/ctr.js";
@@ -50,7 +51,12 @@ void describe("the pool of Berth shims", { timeout: 120_000 }, () => {
     await new Promise((r) => setTimeout(r, IDLE_MS * 2));
     const [spare] = await shimsOf(berthd.address);
     assert.ok(spare, "a spare shim is running");
-    for (let i = 0; i < 5; i++) {
+    // Back-to-back runs for longer than the pool's refill delay (1 s), all with the same id: the
+    // shim each run takes comes back, so no other shim is ever started, and each run's id is free
+    // again for the next although its `runc delete` finishes after the Delete reply.
+    const seen = new Set<number>();
+    const started = Date.now();
+    for (let i = 0; i < 5 || Date.now() - started < 2500; i++) {
       const out = await ctrOk(
         berthd.address,
         [
@@ -61,17 +67,22 @@ void describe("the pool of Berth shims", { timeout: 120_000 }, () => {
           "--runtime",
           "io.containerd.berth.v1",
           IMAGE,
-          `short-${i}`,
+          "short",
           "echo",
           `run ${i}`,
         ],
         { namespace: ns },
       );
       assert.equal(out, `run ${i}\n`);
+      for (const pid of await shimsOf(berthd.address)) seen.add(pid);
     }
     await new Promise((r) => setTimeout(r, 1500));
     // The same single process served every run and is the spare again.
+    assert.deepEqual([...seen], [spare]);
     assert.deepEqual(await shimsOf(berthd.address), [spare]);
+    // Nothing of the runs is left in runc's state.
+    const runcRoot = join(berthd.state, "io.containerd.runtime.v2.task", ".runc", ns);
+    assert.deepEqual(await readdir(runcRoot).catch(() => []), []);
   });
 
   void test("a spare left by a crashed berthd exits on its own; a stopping berthd ends its spare", async () => {
