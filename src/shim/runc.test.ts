@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, type ChildProcess } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import tty from "node:tty";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -97,6 +97,40 @@ void test("create, start, state, ps, pause, resume, update, stats, kill, delete"
     b.cleanup();
   }
 });
+
+void test(
+  "start with initExited goes through the exec fifo: no runc start process, init runs",
+  { skip },
+  async () => {
+    setChildSubreaper(true);
+    const b = makeTestBundle({ args: ["sh", "-c", "echo started; exec sleep 100"] });
+    const spawned: ChildProcess[] = [];
+    const runc = driver(b, spawned);
+    const outPath = join(b.work, "stdout");
+    try {
+      const stdout = openSync(outPath, "w");
+      try {
+        await runc.create(b.id, b.bundle, { pidFile: join(b.work, "init.pid"), io: { stdout } });
+      } finally {
+        closeSync(stdout);
+      }
+      assert.equal(existsSync(join(b.runcRoot, b.id, "exec.fifo")), true);
+      await runc.start(b.id, { initExited: new Promise(() => undefined) });
+      assert.deepEqual(
+        spawned.map((c) => c.spawnargs.find((a) => a === "create" || a === "start")),
+        ["create"],
+      );
+      assert.equal(existsSync(join(b.runcRoot, b.id, "exec.fifo")), false);
+      assert.equal((await runc.state(b.id)).status, "running");
+      const deadline = Date.now() + 5000;
+      while (readFileSync(outPath, "utf8") === "" && Date.now() < deadline) await sleep(10);
+      assert.equal(readFileSync(outPath, "utf8"), "started\n");
+      await runc.delete(b.id, { force: true });
+    } finally {
+      b.cleanup();
+    }
+  },
+);
 
 void test(
   "exec --detach: process.json, pid file, stdio fds; the process is reparented to us",
