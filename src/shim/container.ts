@@ -86,11 +86,15 @@ export class Container {
   private readonly reaper: Reaper;
   private readonly onExit: ExitListener;
   private rootfsMounted = false;
-  /** The spec gives the container a pid namespace of its own (not a path to another's). */
-  private ownPidNamespace = false;
+  /**
+   * `runc delete` may finish after Delete is answered: the spec gives the container a pid namespace
+   * of its own (not a path to another's), so its processes end with init, and no poststop hook
+   * (which could expect the bundle, removed right after the answer).
+   */
+  private deferrableDelete = false;
   /**
    * Set by delete() when `runc delete` finishes after the reply: settles once runc's state for
-   * this id is gone (a new container of the same id waits for it).
+   * this id is gone (a new container of the same id waits for it); rejects with runc's error.
    */
   retired: Promise<void> | undefined;
 
@@ -118,9 +122,12 @@ export class Container {
     const spec = (await Container.spec(o.bundle)) as {
       process?: unknown;
       linux?: { namespaces?: Array<{ type?: string; path?: string }> };
+      hooks?: { poststop?: unknown[] };
     };
     validateProcess(spec.process);
-    c.ownPidNamespace = (spec.linux?.namespaces ?? []).some((n) => n.type === "pid" && !n.path);
+    c.deferrableDelete =
+      (spec.linux?.namespaces ?? []).some((n) => n.type === "pid" && !n.path) &&
+      (spec.hooks?.poststop ?? []).length === 0;
     try {
       await clearStoppedLeftover(o.runc, o.id);
       if (o.rootfs.length > 0) {
@@ -285,7 +292,7 @@ export class Container {
       this.execs.delete(execId);
       return p;
     }
-    if (p.status === Status.STOPPED && this.ownPidNamespace) {
+    if (p.status === Status.STOPPED && this.deferrableDelete) {
       // Every process of the container died with its init (the kernel kills a pid namespace's
       // members with its init), so the rootfs is free now, and what `runc delete` has left to do
       // (its state dir, the cgroup, poststop hooks) need not hold up the reply: it runs on in
@@ -293,10 +300,7 @@ export class Container {
       if (this.rootfsMounted) unmountAll(join(this.bundle, "rootfs"));
       this.rootfsMounted = false;
       p.stdio?.close();
-      this.retired = this.runc
-        .withLog(undefined)
-        .delete(this.id, { force: true })
-        .catch(() => undefined);
+      this.retired = this.runc.withLog(undefined).delete(this.id, { force: true }).catch(ignoreGone);
       return p;
     }
     if (p.status === Status.CREATED) {

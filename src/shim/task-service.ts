@@ -188,7 +188,9 @@ export function createShimService(deps: ShimServiceDeps): ShimService {
       await p.exitReported;
       if (req.execId === "") {
         containers.delete(req.id);
-        const retired = c.retired;
+        const retired = c.retired?.catch((err: unknown) =>
+          deps.log(`runc delete of ${c.id} after its Delete failed: ${(err as Error).message}`),
+        );
         if (retired !== undefined) {
           const key = join(c.runcRoot ?? "", c.id);
           retiring.set(key, retired);
