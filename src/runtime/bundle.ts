@@ -2,7 +2,8 @@
 // config.json (the container's OCI spec), rootfs/ (where the shim mounts the rootfs), a `work`
 // symlink to `<root>/<ns>/<id>` (the shim's persistent scratch space) and what the shim writes
 // itself (address, init.pid, ...). berthd also records the shim binary in `shim-binary-path`.
-import { mkdir, readFile, readdir, readlink, rm, rmdir, symlink, writeFile } from "node:fs/promises";
+import { mkdirSync, rmSync, rmdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { readFile, readdir, readlink, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { alreadyExists } from "../errdefs/errors.js";
 import { validateIdentifier } from "../core/identifiers/identifiers.js";
@@ -40,21 +41,24 @@ export async function createBundle(
   validateIdentifier(id);
   const path = bundlePath(dirs, namespace, id);
   const work = join(dirs.root, namespace, id);
-  await mkdir(join(dirs.state, namespace), { recursive: true, mode: 0o711 });
-  await mkdir(join(dirs.root, namespace), { recursive: true, mode: 0o711 });
+  // Small metadata calls on local disk, made synchronously: a thread-pool round trip each would
+  // cost more than the call, and they sit on every container start.
+  mkdirSync(join(dirs.state, namespace), { recursive: true, mode: 0o711 });
+  mkdirSync(join(dirs.root, namespace), { recursive: true, mode: 0o711 });
   try {
-    await mkdir(path, { mode: 0o700 });
+    mkdirSync(path, { mode: 0o700 });
   } catch (err) {
     if (hasCode(err, "EEXIST")) throw alreadyExists(`bundle ${path}`);
     throw err;
   }
   const bundle: Bundle = { namespace, id, path };
   try {
-    await mkdir(join(path, "rootfs"), { mode: 0o711 });
+    mkdirSync(join(path, "rootfs"), { mode: 0o711 });
+    // A work dir left by an earlier task of this id may be large: removed off the event loop.
     await rm(work, { recursive: true, force: true });
-    await mkdir(work, { mode: 0o711 });
-    await symlink(work, join(path, "work"));
-    await writeFile(join(path, "config.json"), spec, { mode: 0o644 });
+    mkdirSync(work, { mode: 0o711 });
+    symlinkSync(work, join(path, "work"));
+    writeFileSync(join(path, "config.json"), spec, { mode: 0o644 });
   } catch (err) {
     await deleteBundle(bundle);
     throw err;
@@ -71,10 +75,13 @@ export async function deleteBundle(bundle: Bundle): Promise<void> {
   } catch (err) {
     if (!hasCode(err, "ENOENT") && !hasCode(err, "EINVAL")) throw err;
   }
-  await rmdir(rootfs).catch((err: unknown) => {
+  try {
+    rmdirSync(rootfs);
+  } catch (err) {
     if (!hasCode(err, "ENOENT")) throw err;
-  });
-  await rm(bundle.path, { recursive: true, force: true });
+  }
+  // The bundle holds a few small files (the shim's scratch space is the work dir).
+  rmSync(bundle.path, { recursive: true, force: true });
   if (work) await rm(work, { recursive: true, force: true });
 }
 
@@ -99,6 +106,6 @@ export async function readBundleFile(bundle: Bundle, name: string): Promise<stri
   }
 }
 
-export async function writeBundleFile(bundle: Bundle, name: string, value: string): Promise<void> {
-  await writeFile(join(bundle.path, name), value, { mode: 0o600 });
+export function writeBundleFile(bundle: Bundle, name: string, value: string): void {
+  writeFileSync(join(bundle.path, name), value, { mode: 0o600 });
 }

@@ -300,7 +300,7 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
           address = await opts.berthShim.pool.acquire(group).catch((err: unknown) => {
             throw prefixed("failed to start shim", err);
           });
-          await writeBundleFile(bundle, addressFile, address);
+          writeBundleFile(bundle, addressFile, address);
         } else {
           address = await startShimProcess(command(binary, bundle), o.taskOptions ?? o.runtimeOptions).catch(
             (err: unknown) => {
@@ -310,7 +310,7 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
         }
         conn = await connection(address);
         shim = shimClient(conn.client, namespace);
-        await writeBundleFile(bundle, shimBinaryFile, binary);
+        writeBundleFile(bundle, shimBinaryFile, binary);
         const created = await shim
           .create({
             id,

@@ -1,6 +1,7 @@
 // Finds processes a test daemon left behind (shims and their children) by reading /proc, so that
 // they can be ended by pid; nothing here matches processes by name.
 import { readdir, readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 
 async function readProc(pid: number, file: string): Promise<string | undefined> {
   try {
@@ -64,17 +65,25 @@ export function killPids(pids: readonly number[]): void {
 }
 
 /** Waits until none of the pids exist any more (or the deadline passes). */
+/**
+ * Whether pid is a process that has not exited. A zombie has exited: an orphan waits for this
+ * machine's init (here a process that reaps about once a second) to collect it.
+ */
+function running(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return false;
+  }
+  // "pid (comm) S ...": the state follows the last ")" (comm may hold spaces and parentheses).
+  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+}
+
 export async function waitGone(pids: readonly number[], timeoutMs = 5000): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const alive = pids.filter((pid) => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    });
+    const alive = pids.filter(running);
     if (alive.length === 0) return true;
     if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 50));
