@@ -11,6 +11,7 @@ import { mkdir } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { spawnServer, type ServerFlags } from "../shim/launch.js";
+import { readShimLog, shimLogFifo, type ShimLogReader } from "./shim-log.js";
 
 export interface BerthShimPool {
   /** The address of the shim serving group, assigning the spare when the group has none. */
@@ -36,7 +37,11 @@ export interface BerthShimPoolOptions {
   spares?: number;
   /** How long after a spare is taken the next one is started, unless one came back (ms). */
   refillDelayMs?: number;
-  log: { warn(obj: object, msg: string): void; debug(obj: object, msg: string): void };
+  log: {
+    info(obj: object, msg: string): void;
+    warn(obj: object, msg: string): void;
+    debug(obj: object, msg: string): void;
+  };
 }
 
 interface Spare {
@@ -56,6 +61,26 @@ export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
   /** A shim came back (release kept it) since the refill timer was set. */
   let returned = false;
   let closed = false;
+  /** The log FIFO readers of the shims this pool knows, by address. */
+  const logs = new Map<string, ShimLogReader>();
+
+  function readLog(address: string, create: boolean): void {
+    if (logs.has(address)) return;
+    try {
+      const reader = readShimLog(shimLogFifo(socketPath(address)), opts.log, { shim: address }, create);
+      if (reader) logs.set(address, reader);
+    } catch (err) {
+      opts.log.warn({ err, address }, "cannot read the log of a berth shim");
+    }
+  }
+
+  /** Stops reading a shim's log once it has had time to say its last words. */
+  function dropLog(address: string): void {
+    const reader = logs.get(address);
+    if (!reader) return;
+    logs.delete(address);
+    setTimeout(() => reader.close(), 2000).unref();
+  }
 
   /** Holds a connection to a spare; drops the spare from the list if it goes away. */
   function holdSpare(address: string): Promise<Spare> {
@@ -65,7 +90,11 @@ export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
       keepAlive.once("error", reject);
       keepAlive.once("close", () => {
         const i = spares.indexOf(entry);
-        if (i >= 0) void spares.splice(i, 1);
+        if (i >= 0) {
+          // A spare went away (not handed to a group, which also ends this connection).
+          void spares.splice(i, 1);
+          dropLog(address);
+        }
       });
     });
     entry.catch((err: unknown) => {
@@ -80,9 +109,16 @@ export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
     await mkdir(opts.socketDir, { recursive: true, mode: 0o700 });
     const socket = join(opts.socketDir, randomBytes(12).toString("hex"));
     const started = Date.now();
-    const pid = await spawnServer(opts.flags, socket, opts.env);
-    opts.log.debug({ pid, socket, ms: Date.now() - started }, "berth shim started");
     const address = `unix://${socket}`;
+    readLog(address, true);
+    let pid: number;
+    try {
+      pid = await spawnServer(opts.flags, socket, { ...opts.env, BERTH_SHIM_LOG_FIFO: shimLogFifo(socket) });
+    } catch (err) {
+      dropLog(address);
+      throw err;
+    }
+    opts.log.debug({ pid, socket, ms: Date.now() - started }, "berth shim started");
     pids.set(address, pid);
     return address;
   }
@@ -130,7 +166,10 @@ export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
     release(group, address) {
       const entry = groups.get(group);
       if (entry && (entry.resolved === address || entry.resolved === undefined)) groups.delete(group);
-      if (closed || spares.length >= wanted) return false;
+      if (closed || spares.length >= wanted) {
+        dropLog(address);
+        return false;
+      }
       spares.push(holdSpare(address));
       returned = true;
       return true;
@@ -139,14 +178,18 @@ export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
       const entry = groups.get(group);
       if (entry && (entry.resolved === address || entry.resolved === undefined)) groups.delete(group);
       pids.delete(address);
+      dropLog(address);
     },
     adopt(group, address) {
       if (!groups.has(group)) groups.set(group, { address: Promise.resolve(address), resolved: address });
+      readLog(address, false);
     },
     warm: refill,
     close() {
       closed = true;
       clearTimeout(refillTimer);
+      for (const reader of logs.values()) reader.close();
+      logs.clear();
       // Spares serve nothing: stop them with the daemon (a shim with containers is never a spare).
       for (const p of spares.splice(0))
         void p.then(

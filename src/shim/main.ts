@@ -3,7 +3,7 @@
 // ttrpc address; `delete` cleans up after a dead shim; with no action it serves the Task API on
 // -socket. berthd starts serving shims itself (a spare kept ready), so no `ctr run` waits for a
 // Node process to boot; the command lines are what a real containerd uses.
-import { appendFileSync, closeSync, writeSync } from "node:fs";
+import { appendFileSync, closeSync, constants, fstatSync, openSync, writeSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -63,12 +63,22 @@ const idleExitMs = Number(process.env.BERTH_SHIM_IDLE_EXIT_MS ?? "") || 60_000;
 
 async function serve(flags: ShimFlags): Promise<void> {
   if (!flags.socket) throw new Error("-socket is required to serve");
-  // -debug logs to stderr; BERTH_SHIM_LOG names a file to append to (a spare has no stderr).
+  // -debug logs to stderr; BERTH_SHIM_LOG names a file to append to (a spare has no stderr);
+  // BERTH_SHIM_LOG_FIFO is the FIFO berthd's pool reads into its own log (runtime/shim-log.ts).
   const logFile = process.env.BERTH_SHIM_LOG;
+  const logFifo = process.env.BERTH_SHIM_LOG_FIFO;
+  const fifoFd = logFifo ? openLogFifo(logFifo) : undefined;
   const log = (msg: string) => {
     const line = `${new Date().toISOString()} berth-shim[${process.pid}]: ${msg}\n`;
     if (flags.debug) process.stderr.write(line);
     if (logFile) appendFileSync(logFile, line);
+    if (fifoFd !== undefined) {
+      try {
+        writeSync(fifoFd, line);
+      } catch {
+        // A full pipe (nobody has read it for 64 KiB): the line is dropped, the shim goes on.
+      }
+    }
   };
   // Another shim may have raced us to this group's socket: then it serves, and we are not needed.
   if (await canConnect(flags.socket)) {
@@ -89,6 +99,7 @@ async function serve(flags: ShimFlags): Promise<void> {
       await Promise.race([publisher.flush(), new Promise((r) => setTimeout(r, 2000))]);
       await server.close();
       await rm(flags.socket, { force: true });
+      if (logFifo) await rm(logFifo, { force: true });
       process.exit(0);
     })();
   };
@@ -154,3 +165,15 @@ main().catch((err: unknown) => {
   process.stderr.write(`containerd-shim-berth-v1: ${(err as Error).message}\n`);
   process.exit(1);
 });
+
+/** The log FIFO, opened read-write and non-blocking: writes never wait, even with no reader. */
+function openLogFifo(path: string): number | undefined {
+  try {
+    const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+    if (fstatSync(fd).isFIFO()) return fd;
+    closeSync(fd);
+  } catch {
+    // no FIFO: no log there
+  }
+  return undefined;
+}

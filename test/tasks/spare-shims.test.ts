@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { ctrOk } from "../harness/ctr.js";
 import { waitGone } from "../harness/process-tree.js";
-import { removeTempDir } from "../harness/temp-dir.js";
+import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
 import { makeTaskWork } from "./task-work.js";
 
 const IMAGE = "docker.io/library/busybox:spares";
@@ -85,6 +85,59 @@ void describe("the pool of Berth shims", { timeout: 120_000 }, () => {
     assert.deepEqual(await readdir(runcRoot).catch(() => []), []);
   });
 
+  void test("a pooled shim's log reaches berthd's log, also after berthd restarts", async () => {
+    const dir = await makeTempDir("shimlog");
+    const [root, state] = [join(dir, "root"), join(dir, "state")];
+    const logNs = `shimlog-${process.pid}`;
+    let daemon = await startBerthd({ root, state, env });
+    try {
+      await ctrOk(daemon.address, ["images", "import", archive], { namespace: logNs });
+      const run = async (id: string, args: string[]) =>
+        ctrOk(
+          daemon.address,
+          ["run", "--fifo-dir", fifo, "--runtime", "io.containerd.berth.v1", ...args, IMAGE, id, "true"],
+          {
+            namespace: logNs,
+          },
+        );
+      await run("logged", ["--rm"]);
+      // The container's exit, as the shim logged it, is a line of berthd's log naming the shim.
+      await waitFor(() =>
+        /"shim":"unix:[^"]+".*berth-shim\[\d+\]: exit pid=\d+ status=0/.test(daemon.logs()),
+      );
+      await ctrOk(
+        daemon.address,
+        [
+          "run",
+          "-d",
+          "--fifo-dir",
+          fifo,
+          "--runtime",
+          "io.containerd.berth.v1",
+          IMAGE,
+          "kept",
+          "sleep",
+          "60",
+        ],
+        {
+          namespace: logNs,
+        },
+      );
+      const address = daemon.address;
+      await daemon.kill9();
+      daemon = await startBerthd({ root, state, address, env });
+      await ctrOk(daemon.address, ["tasks", "kill", "-s", "KILL", "kept"], { namespace: logNs });
+      // The restarted berthd found the group shim and reads its log again: the exit (137) shows.
+      await waitFor(() => /berth-shim\[\d+\]: exit pid=\d+ status=137/.test(daemon.logs()));
+      await ctrOk(daemon.address, ["tasks", "rm", "kept"], { namespace: logNs });
+      await ctrOk(daemon.address, ["containers", "rm", "kept"], { namespace: logNs });
+    } finally {
+      await daemon.killShims();
+      await daemon.stop();
+      await removeTempDir(dir);
+    }
+  });
+
   void test("a spare left by a crashed berthd exits on its own; a stopping berthd ends its spare", async () => {
     const crashed = await startBerthd({ env });
     const spares = await waitForShims(crashed.address);
@@ -105,4 +158,12 @@ async function waitForShims(address: string): Promise<number[]> {
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error("no spare shim started");
+}
+
+async function waitFor(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting for a line in berthd's log");
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
