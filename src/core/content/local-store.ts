@@ -15,7 +15,7 @@ import {
   replaceSmallFile,
   type IngestPaths,
 } from "./ingest-dir.js";
-import { isErrno, pathExists } from "./fs-probe.js";
+import { isErrno, pathExists, pathExistsSync } from "./fs-probe.js";
 import { LocalWriter } from "./local-writer.js";
 import { RefLocks, type RefLock } from "./ref-locks.js";
 
@@ -108,7 +108,7 @@ export async function createLocalContentStore(root: string): Promise<LocalConten
     if (!Number.isSafeInteger(total)) throw invalidArgument(`invalid total ${opts.total}`);
     if (expected !== "") {
       const target = blobPath(expected);
-      if (await pathExists(target)) throw alreadyExists(`content ${expected}`);
+      if (pathExistsSync(target)) throw alreadyExists(`content ${expected}`);
     }
 
     const paths = ingestPaths(ingestRoot, ref);
