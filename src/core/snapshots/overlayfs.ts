@@ -6,7 +6,7 @@
 //   view of one parent   bind <parent>/fs, ["ro", "rbind"]
 //   otherwise            overlay ["index=off"?, "workdir=…", "upperdir=…", "lowerdir=<nearest>/fs:…"]
 //                        (a view has lowerdir only)
-import { chmodSync, existsSync, lchownSync, statSync } from "node:fs";
+import { chmodSync, existsSync, lchownSync, mkdirSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Mount } from "../mount/mount-types.js";
@@ -112,10 +112,10 @@ export async function createOverlaySnapshotter(opts: OverlayOptions): Promise<Sn
       try {
         try {
           td = await dirs.makeTemp();
-          await mkdir(join(td, "fs"));
+          mkdirSync(join(td, "fs"));
           chmodSync(join(td, "fs"), 0o755);
           if (kind === "active") {
-            await mkdir(join(td, "work"));
+            mkdirSync(join(td, "work"));
             chmodSync(join(td, "work"), 0o711);
           }
         } catch (err) {
