@@ -167,3 +167,33 @@ export async function pullRounds<N extends string>(
   );
   return mapOutcomes(results, summarizePulls);
 }
+
+export interface RpcTime {
+  method: string;
+  calls: number;
+  totalMs: number;
+  meanMs: number;
+}
+
+/** Sums berthd's debug "rpc" log lines ({path, ms}) by method, most time first. */
+export function rpcTimes(log: string): RpcTime[] {
+  const by = new Map<string, { calls: number; totalMs: number }>();
+  for (const line of log.split("\n")) {
+    if (!line.includes('"msg":"rpc"')) continue;
+    let entry: { path?: unknown; ms?: unknown };
+    try {
+      entry = JSON.parse(line) as { path?: unknown; ms?: unknown };
+    } catch {
+      continue;
+    }
+    if (typeof entry.path !== "string" || typeof entry.ms !== "number") continue;
+    const method = entry.path.replace(/^\/containerd\.services\./, "");
+    const t = by.get(method) ?? { calls: 0, totalMs: 0 };
+    t.calls++;
+    t.totalMs += entry.ms;
+    by.set(method, t);
+  }
+  return [...by]
+    .map(([method, t]) => ({ method, ...t, meanMs: t.totalMs / t.calls }))
+    .sort((a, b) => b.totalMs - a.totalMs);
+}

@@ -12,7 +12,7 @@ import { makeTempDir, removeTempDir } from "../test/harness/temp-dir.js";
 import { summarizeLogFile, writeBerthdWrapper } from "./berthd-wrapper.js";
 import { createCleanups } from "./cleanups.js";
 import { envInt } from "./env-config.js";
-import { pullImage, pullRounds, type PullSummary } from "./image-pull.js";
+import { pullImage, pullRounds, rpcTimes, type PullSummary } from "./image-pull.js";
 import { machineInfo } from "./machine-info.js";
 import {
   checkTargets,
@@ -30,6 +30,12 @@ const ROUNDS = envInt(process.env, "BENCH_PULL_ROUNDS", 10);
 const WARMUPS = envInt(process.env, "BENCH_PULL_WARMUPS", 1);
 /** When set, berthd writes a V8 CPU profile there on exit (this slows it down; for diagnosis only). */
 const BERTHD_CPU_PROF = process.env.BENCH_BERTHD_CPU_PROF;
+/**
+ * BENCH_PULL_RPC_TIMES=1: berthd runs at debug level, which logs every call with its duration
+ * (costing it some CPU), and the time per method over all pulls (warm-ups and the untimed
+ * cleanup calls included) is reported: where berthd's share of a pull goes, call by call.
+ */
+const RPC_TIMES = process.env.BENCH_PULL_RPC_TIMES === "1";
 
 type DaemonName = "berthd" | "containerd";
 
@@ -85,7 +91,8 @@ async function main(): Promise<number> {
       logFile: berthdLog,
       ...(BERTHD_CPU_PROF ? { cpuProfileDir: BERTHD_CPU_PROF } : {}),
     });
-    const berthd = await startBerthd({ extraArgs: ["--log-level", "info"], binary: berthdBinary }).catch(
+    const logLevel = RPC_TIMES ? "debug" : "info";
+    const berthd = await startBerthd({ extraArgs: ["--log-level", logLevel], binary: berthdBinary }).catch(
       async (err: unknown) => {
         const tail = (await readFile(berthdLog, "utf8").catch(() => "")).split("\n").slice(-20).join("\n");
         throw new Error(`${errorText(err)}\n--- ${berthdLog} tail ---\n${tail}`);
@@ -134,8 +141,15 @@ async function main(): Promise<number> {
       rows: rows.map((r) => ({ ...r, ratio: ratio(r), verdict: verdict(r) })),
       targets: goals,
       berthdLog: await summarizeLogFile(berthdLog),
+      ...(RPC_TIMES ? { berthdRpcTimes: rpcTimes(await readFile(berthdLog, "utf8")) } : {}),
       raw: { pullMulti: pulls },
     };
+    for (const t of report.berthdRpcTimes ?? []) {
+      log(
+        `  ${t.method.padEnd(40)} ${String(t.calls).padStart(5)} calls ${t.totalMs.toFixed(1).padStart(9)} ms ` +
+          `(mean ${t.meanMs.toFixed(3)} ms)`,
+      );
+    }
     const json = JSON.stringify(report, null, 2);
     await writeFile(OUT, `${json}\n`);
     process.stdout.write(`${json}\n\n${renderMachine(machine)}\n\n${renderTable(rows)}\n\n`);
