@@ -40,6 +40,12 @@ export class WalSync {
   /** total_changes() at the start of the last completed sync: everything up to it is durable. */
   #durable: number;
   #running: Promise<void> | undefined;
+  /**
+   * A failed fdatasync, for good: Linux may drop the dirty pages it could not write and report it
+   * once, so a later sync that succeeds proves nothing (as PostgreSQL learned). Every flush fails
+   * from then on, and so does every call that needs one, until berthd is restarted.
+   */
+  #failed: Error | undefined;
 
   /**
    * Call after the database is in WAL mode and has been read (SQLite has created the -wal file).
@@ -71,26 +77,34 @@ export class WalSync {
 
   /** Resolves once every transaction committed before this call is on stable storage. */
   async flush(): Promise<void> {
-    while (this.pending) {
-      const target = this.#changes.get() ?? 0;
-      if (this.#running !== undefined) {
-        await this.#running;
-        if (this.#durable >= target) return;
-        continue;
+    if (this.#failed !== undefined) throw this.#failed;
+    if (!this.pending) return;
+    // Only what is committed now: commits made while this waits are not its business (a steady
+    // stream of them must not keep it waiting).
+    const target = this.#changes.get() ?? 0;
+    while (this.#durable < target && this.#fd !== undefined && this.#db.open) {
+      if (this.#running === undefined) {
+        // One sync for everything committed so far, whoever asked for it.
+        this.#running = this.#sync(this.#changes.get() ?? target).finally(() => {
+          this.#running = undefined;
+        });
       }
-      this.#running = this.#sync(target);
-      try {
-        await this.#running;
-      } finally {
-        this.#running = undefined;
-      }
+      await this.#running;
     }
   }
 
   async #sync(target: number): Promise<void> {
     const fd = this.#fd;
     if (fd === undefined) return;
-    await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+    try {
+      await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+    } catch (err) {
+      this.#failed = new Error(
+        `syncing ${this.#db.name}-wal failed; commits since the last sync may be lost: ${String(err)}`,
+        { cause: err },
+      );
+      throw this.#failed;
+    }
     this.#durable = Math.max(this.#durable, target);
   }
 
