@@ -1,8 +1,8 @@
 // The local store's Writer: appends to ingest/<h>/data through one open fd, hashes as it goes, and
 // on commit verifies, fsyncs and renames the data into blobs/sha256/<hex> (never before).
 import { createHash, type Hash } from "node:crypto";
-import { fchmodSync, fstatSync, futimesSync, renameSync, rmSync } from "node:fs";
-import type { FileHandle } from "node:fs/promises";
+import { fchmodSync, fstatSync, futimesSync, renameSync } from "node:fs";
+import { rm, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { alreadyExists, failedPrecondition } from "../../errdefs/errors.js";
 import type { Status, Writer } from "./content.js";
@@ -116,8 +116,9 @@ export class LocalWriter implements Writer {
       // ingest on disk for a new writer to resume.
       this.#fh = undefined;
       try {
-        // The fsyncs go through the threadpool; the metadata calls around them are synchronous:
-        // each costs less than a threadpool round trip (see initIngestFiles).
+        // The fsyncs and the removal of the ingest dir go through the threadpool (deleting files
+        // can wait for the disk: a discard per freed extent on the bench VM); the metadata calls
+        // around them are synchronous: each costs less than a threadpool round trip.
         await fh.sync();
         const { size: onDisk } = fstatSync(fh.fd);
         if (size > 0 && size !== onDisk) {
@@ -135,7 +136,7 @@ export class LocalWriter implements Writer {
         }
         const target = path.join(this.#blobDir, actual.slice("sha256:".length));
         if (pathExistsSync(target)) {
-          rmSync(this.#paths.dir, { recursive: true, force: true });
+          await rm(this.#paths.dir, { recursive: true, force: true });
           throw alreadyExists(`content ${actual}`);
         }
         // Read-only and timestamped before the rename, so the blob is never visible otherwise.
@@ -156,11 +157,7 @@ export class LocalWriter implements Writer {
         await fh.close();
         await fsyncDir(this.#blobDir);
         // The blob is committed; a leftover ingest dir without data is ignored and later reused.
-        try {
-          rmSync(this.#paths.dir, { recursive: true, force: true });
-        } catch {
-          // harmless: see above
-        }
+        await rm(this.#paths.dir, { recursive: true, force: true }).catch(() => undefined);
         return actual;
       } finally {
         await fh.close().catch(() => undefined);
