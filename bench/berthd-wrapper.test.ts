@@ -52,6 +52,11 @@ void test("the wrapper appends the daemon's output to the log file and passes it
       profiled,
       /^#!\/bin\/sh\nexec node --cpu-prof --cpu-prof-dir='\/p' '.*\/dist\/daemon\/main\.js' "\$@"\n$/,
     );
+    const other = await readFile(
+      await writeBerthdWrapper(dir, { berthdPath: "/x/bin/berthd", name: "other" }),
+      "utf8",
+    );
+    assert.match(other, /\nexec '\/x\/bin\/berthd' "\$@"\n$/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

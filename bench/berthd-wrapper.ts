@@ -15,6 +15,8 @@ export interface BerthdWrapperOptions {
   cpuProfileDir?: string;
   /** The wrapper's file name in dir; "berthd-wrapper" by default. */
   name?: string;
+  /** The bin/berthd to run (another checkout's build, to compare); this checkout's by default. */
+  berthdPath?: string;
 }
 
 const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -26,12 +28,12 @@ export async function writeBerthdWrapper(dir: string, opts: BerthdWrapperOptions
   if (opts.logFile !== undefined) lines.push(`exec >>${quote(resolve(opts.logFile))} 2>&1`);
   if (opts.cpuProfileDir !== undefined) {
     // Node 20 refuses --cpu-prof in NODE_OPTIONS: node runs bin/berthd's script with the flag.
-    const main = resolve(dirname(BERTHD_PATH), "../dist/daemon/main.js");
+    const main = resolve(dirname(opts.berthdPath ?? BERTHD_PATH), "../dist/daemon/main.js");
     const flags = `--cpu-prof --cpu-prof-dir=${quote(resolve(opts.cpuProfileDir))}`;
     lines.push(`exec node ${flags} ${quote(main)} "$@"`, "");
   } else {
     // bin/berthd itself, so that the bench runs berthd with the node flags it ships with.
-    lines.push(`exec ${quote(BERTHD_PATH)} "$@"`, "");
+    lines.push(`exec ${quote(opts.berthdPath ?? BERTHD_PATH)} "$@"`, "");
   }
   await writeFile(path, lines.join("\n"));
   await chmod(path, 0o755);

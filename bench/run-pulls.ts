@@ -36,21 +36,29 @@ const BERTHD_CPU_PROF = process.env.BENCH_BERTHD_CPU_PROF;
  * cleanup calls included) is reported: where berthd's share of a pull goes, call by call.
  */
 const RPC_TIMES = process.env.BENCH_PULL_RPC_TIMES === "1";
+/**
+ * BENCH_BERTHD_BASELINE=<checkout>/bin/berthd: a second berthd from another build (say the base
+ * of a branch, built there) takes its turns in the same rounds, so that a change is measured
+ * against its base under the same load, with containerd as the yardstick of both.
+ */
+const BASELINE = process.env.BENCH_BERTHD_BASELINE;
 
-type DaemonName = "berthd" | "containerd";
+type DaemonName = "berthd" | "containerd" | "baseline";
 
 function log(msg: string): void {
   process.stderr.write(`${msg}\n`);
 }
 
+/** A row of berthd (or, with of = "baseline", the baseline build in its column) against containerd. */
 function row(
   metric: string,
   unit: string,
-  results: Record<DaemonName, Outcome<PullSummary>>,
+  results: Partial<Record<DaemonName, Outcome<PullSummary>>>,
   pick: (s: PullSummary) => number,
+  of: "berthd" | "baseline" = "berthd",
 ): Row {
-  const b = results.berthd;
-  const c = results.containerd;
+  const b = results[of] ?? { ok: false, error: "not run" };
+  const c = results.containerd ?? { ok: false, error: "not run" };
   return {
     metric,
     unit,
@@ -101,6 +109,17 @@ async function main(): Promise<number> {
     cleanups.add("stop berthd", () => berthd.stop());
     const containerd = await startContainerd({ logLevel: "info" });
     cleanups.add("stop containerd", () => containerd.stop());
+    let baseline: Awaited<ReturnType<typeof startBerthd>> | undefined;
+    if (BASELINE !== undefined) {
+      const baseBinary = await writeBerthdWrapper(dir, {
+        logFile: join(dir, "baseline.log"),
+        name: "baseline-wrapper",
+        berthdPath: BASELINE,
+      });
+      baseline = await startBerthd({ extraArgs: ["--log-level", logLevel], binary: baseBinary });
+      const b = baseline;
+      cleanups.add("stop baseline berthd", () => b.stop());
+    }
 
     log(
       `ctr images pull of the multi-layer image (${multi.layerDescriptors.length} layers): ` +
@@ -115,6 +134,16 @@ async function main(): Promise<number> {
           pid: containerd.pid,
           root: containerd.root,
         },
+        ...(baseline === undefined
+          ? []
+          : [
+              {
+                name: "baseline" as const,
+                address: baseline.address,
+                pid: baseline.pid,
+                root: baseline.root,
+              },
+            ]),
       ],
       image,
       "multi-layer",
@@ -132,6 +161,24 @@ async function main(): Promise<number> {
         target: { ratioAtMost: 1 },
       },
       row("  daemon CPU per multi-layer pull", "s", pulls, (s) => s.medianDaemonCpuSeconds),
+      ...(baseline === undefined
+        ? []
+        : [
+            row(
+              "  baseline build (in the berthd column): pull",
+              "s",
+              pulls,
+              (s) => s.medianSeconds,
+              "baseline",
+            ),
+            row(
+              "  baseline build (in the berthd column): daemon CPU",
+              "s",
+              pulls,
+              (s) => s.medianDaemonCpuSeconds,
+              "baseline",
+            ),
+          ]),
     ];
     const goals = checkTargets(rows);
     const report = {
