@@ -50,8 +50,13 @@ void test("the wrapper appends the daemon's output to the log file and passes it
     const profiled = await readFile(await writeBerthdWrapper(dir, { cpuProfileDir: "/p" }), "utf8");
     assert.match(
       profiled,
-      /^#!\/bin\/sh\nexport NODE_OPTIONS='--cpu-prof --cpu-prof-dir=\/p'\nexec '.*bin\/berthd' /,
+      /^#!\/bin\/sh\nexec node --cpu-prof --cpu-prof-dir='\/p' '.*\/dist\/daemon\/main\.js' "\$@"\n$/,
     );
+    const other = await readFile(
+      await writeBerthdWrapper(dir, { berthdPath: "/x/bin/berthd", name: "other" }),
+      "utf8",
+    );
+    assert.match(other, /\nexec '\/x\/bin\/berthd' "\$@"\n$/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -5,7 +5,7 @@
 // costs that process a CPU-second per few thousand lines once it is full, all of it taken from the
 // 2 CPUs the daemons are measured on.
 import { chmod, readFile, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { BERTHD_PATH } from "../test/harness/berthd.js";
 
 export interface BerthdWrapperOptions {
@@ -15,6 +15,8 @@ export interface BerthdWrapperOptions {
   cpuProfileDir?: string;
   /** The wrapper's file name in dir; "berthd-wrapper" by default. */
   name?: string;
+  /** The bin/berthd to run (another checkout's build, to compare); this checkout's by default. */
+  berthdPath?: string;
 }
 
 const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -24,10 +26,15 @@ export async function writeBerthdWrapper(dir: string, opts: BerthdWrapperOptions
   const path = join(dir, opts.name ?? "berthd-wrapper");
   const lines = ["#!/bin/sh"];
   if (opts.logFile !== undefined) lines.push(`exec >>${quote(resolve(opts.logFile))} 2>&1`);
-  // bin/berthd itself, so that the bench runs berthd with the node flags it ships with.
-  if (opts.cpuProfileDir !== undefined)
-    lines.push(`export NODE_OPTIONS=${quote(`--cpu-prof --cpu-prof-dir=${resolve(opts.cpuProfileDir)}`)}`);
-  lines.push(`exec ${quote(BERTHD_PATH)} "$@"`, "");
+  if (opts.cpuProfileDir !== undefined) {
+    // Node 20 refuses --cpu-prof in NODE_OPTIONS: node runs bin/berthd's script with the flag.
+    const main = resolve(dirname(opts.berthdPath ?? BERTHD_PATH), "../dist/daemon/main.js");
+    const flags = `--cpu-prof --cpu-prof-dir=${quote(resolve(opts.cpuProfileDir))}`;
+    lines.push(`exec node ${flags} ${quote(main)} "$@"`, "");
+  } else {
+    // bin/berthd itself, so that the bench runs berthd with the node flags it ships with.
+    lines.push(`exec ${quote(opts.berthdPath ?? BERTHD_PATH)} "$@"`, "");
+  }
   await writeFile(path, lines.join("\n"));
   await chmod(path, 0o755);
   return path;

@@ -11,9 +11,12 @@
 // new inode is checked against the inodes deleted in the last 60 s (ext4's recently_deleted()),
 // which made creating files several times slower right after a large delete, for either daemon.
 import { ctrOk, runCtr } from "../test/harness/ctr.js";
+import { imageRef, type RegistryImage } from "../test/fixtures/test-images.js";
 import { presentBlobs, snapshotCount, waitBlobsGone } from "./daemon-disk.js";
 import { cpuDelta, ownCpuTimes, treeCpuTimes } from "./process-usage.js";
+import { interleavedRounds, mapOutcomes, type Outcome } from "./rounds.js";
 import { settleDisks } from "./settle.js";
+import { median } from "./stats.js";
 
 export interface PullTarget {
   address: string;
@@ -105,4 +108,92 @@ export async function pullOnce(
     clientCpuSeconds: client.total,
     megabytesPerSecond: image.uncompressedBytes / 1e6 / seconds,
   };
+}
+
+export interface PullSummary {
+  rounds: PullResult[];
+  medianSeconds: number;
+  medianDaemonCpuSeconds: number;
+  medianMegabytesPerSecond: number;
+}
+
+export function summarizePulls(rounds: PullResult[]): PullSummary {
+  return {
+    rounds,
+    medianSeconds: median(rounds.map((r) => r.seconds)),
+    medianDaemonCpuSeconds: median(rounds.map((r) => r.daemonCpuSeconds)),
+    medianMegabytesPerSecond: median(rounds.map((r) => r.megabytesPerSecond)),
+  };
+}
+
+/** What a pull round checks the image by: its reference, chain ID, blobs and unpacked size. */
+export function pullImage(host: string, image: RegistryImage, uncompressedBytes: number): PullImage {
+  return {
+    ref: imageRef(host, image),
+    chainId: image.chainId,
+    blobDigests: [image.manifestDigest, image.configDigest, ...image.layerDescriptors.map((d) => d.digest)],
+    layers: image.layerDescriptors.length,
+    uncompressedBytes,
+  };
+}
+
+let pullNamespaces = 0;
+
+/** Cold pulls, a fresh namespace each, taking turns between the daemons. */
+export async function pullRounds<N extends string>(
+  targets: readonly (PullTarget & { name: N })[],
+  image: PullImage,
+  label: string,
+  opts: { rounds: number; warmups: number; timeoutMs: number; log: (msg: string) => void },
+): Promise<Record<N, Outcome<PullSummary>>> {
+  const byName = new Map(targets.map((t) => [t.name, t]));
+  const results = await interleavedRounds(
+    targets.map((t) => t.name),
+    opts,
+    async (name, round) => {
+      const t = byName.get(name);
+      if (t === undefined) throw new Error(`no target ${name}`);
+      const r = await pullOnce(t, image, `bench-pull-${++pullNamespaces}`, opts.timeoutMs);
+      const which = round < 0 ? "warm-up" : `round ${round + 1}`;
+      opts.log(
+        `  ${name} ${label} pull ${which}: ${r.seconds.toFixed(2)} s, ` +
+          `daemon CPU ${r.daemonCpuSeconds.toFixed(2)} s (${r.daemonUserSeconds.toFixed(2)} user), ` +
+          `client CPU ${r.clientCpuSeconds.toFixed(2)} s, ` +
+          `${r.megabytesPerSecond.toFixed(0)} MB/s`,
+      );
+      return r;
+    },
+    (name, _round, error) => opts.log(`  ${name} ${label} pull: failed: ${error}`),
+  );
+  return mapOutcomes(results, summarizePulls);
+}
+
+export interface RpcTime {
+  method: string;
+  calls: number;
+  totalMs: number;
+  meanMs: number;
+}
+
+/** Sums berthd's debug "rpc" log lines ({path, ms}) by method, most time first. */
+export function rpcTimes(log: string): RpcTime[] {
+  const by = new Map<string, { calls: number; totalMs: number }>();
+  for (const line of log.split("\n")) {
+    if (!line.includes('"msg":"rpc"')) continue;
+    let entry: { path?: unknown; ms?: unknown };
+    try {
+      entry = JSON.parse(line) as { path?: unknown; ms?: unknown };
+    } catch {
+      continue;
+    }
+    if (typeof entry.path !== "string" || typeof entry.ms !== "number") continue;
+    const method = entry.path.replace(/^\/containerd\.services\./, "");
+    const t = by.get(method) ?? { calls: 0, totalMs: 0 };
+    t.calls++;
+    t.totalMs += entry.ms;
+    by.set(method, t);
+  }
+  return [...by]
+    .map(([method, t]) => ({ method, ...t, meanMs: t.totalMs / t.calls }))
+    .sort((a, b) => b.totalMs - a.totalMs);
 }

@@ -7,13 +7,7 @@ import { startContainerd } from "../test/harness/containerd.js";
 import { ctrOk } from "../test/harness/ctr.js";
 import { startRegistry } from "../test/harness/registry.js";
 import { pushImage } from "../test/fixtures/registry-push.js";
-import {
-  MiB,
-  imageRef,
-  largeTestImage,
-  multiLayerTestImage,
-  type RegistryImage,
-} from "../test/fixtures/test-images.js";
+import { MiB, largeTestImage, multiLayerTestImage } from "../test/fixtures/test-images.js";
 import { makeTempDir, removeTempDir } from "../test/harness/temp-dir.js";
 import { Version } from "../src/gen/containerd/services/version/v1/version_pb.js";
 import { Images } from "../src/gen/containerd/services/images/v1/images_pb.js";
@@ -26,7 +20,7 @@ import { ingestOnce, type IngestResult } from "./content-ingest.js";
 import { timeCtr } from "./ctr-latency.js";
 import { prepareApply, type ApplyResult } from "./diff-apply.js";
 import { envInt } from "./env-config.js";
-import { pullOnce, type PullImage, type PullResult } from "./image-pull.js";
+import { pullImage, pullRounds } from "./image-pull.js";
 import { unaryCaller } from "./grpc-unary.js";
 import { machineInfo } from "./machine-info.js";
 import { commandName, memoryMiB } from "./process-usage.js";
@@ -191,64 +185,6 @@ async function ingestRounds(
           };
   }
   return out;
-}
-
-interface PullSummary {
-  rounds: PullResult[];
-  medianSeconds: number;
-  medianDaemonCpuSeconds: number;
-  medianMegabytesPerSecond: number;
-}
-
-function summarizePulls(rounds: PullResult[]): PullSummary {
-  return {
-    rounds,
-    medianSeconds: median(rounds.map((r) => r.seconds)),
-    medianDaemonCpuSeconds: median(rounds.map((r) => r.daemonCpuSeconds)),
-    medianMegabytesPerSecond: median(rounds.map((r) => r.megabytesPerSecond)),
-  };
-}
-
-/** What a pull round checks the image by: its reference, chain ID, blobs and unpacked size. */
-function pullImage(host: string, image: RegistryImage, uncompressedBytes: number): PullImage {
-  return {
-    ref: imageRef(host, image),
-    chainId: image.chainId,
-    blobDigests: [image.manifestDigest, image.configDigest, ...image.layerDescriptors.map((d) => d.digest)],
-    layers: image.layerDescriptors.length,
-    uncompressedBytes,
-  };
-}
-
-let pullNamespaces = 0;
-
-/** Cold pulls, a fresh namespace each, taking turns between the daemons. */
-async function pullRounds(
-  targets: readonly Target[],
-  image: PullImage,
-  label: string,
-  opts: { rounds: number; warmups: number; timeoutMs: number },
-): Promise<Record<DaemonName, Outcome<PullSummary>>> {
-  const byName = new Map(targets.map((t) => [t.name, t]));
-  const results = await interleavedRounds(
-    targets.map((t) => t.name),
-    opts,
-    async (name, round) => {
-      const t = byName.get(name);
-      if (t === undefined) throw new Error(`no target ${name}`);
-      const r = await pullOnce(t, image, `bench-pull-${++pullNamespaces}`, opts.timeoutMs);
-      const which = round < 0 ? "warm-up" : `round ${round + 1}`;
-      log(
-        `  ${name} ${label} pull ${which}: ${r.seconds.toFixed(2)} s, ` +
-          `daemon CPU ${r.daemonCpuSeconds.toFixed(2)} s (${r.daemonUserSeconds.toFixed(2)} user), ` +
-          `client CPU ${r.clientCpuSeconds.toFixed(2)} s, ` +
-          `${r.megabytesPerSecond.toFixed(0)} MB/s`,
-      );
-      return r;
-    },
-    (name, _round, error) => log(`  ${name} ${label} pull: failed: ${error}`),
-  );
-  return mapOutcomes(results, summarizePulls);
 }
 
 interface ApplySummary {
@@ -444,6 +380,7 @@ async function main(): Promise<number> {
       rounds: CONFIG.pullRounds,
       warmups: CONFIG.pullWarmups,
       timeoutMs: 120_000,
+      log,
     });
     log(`ctr images pull of the ${sizeLabel(CONFIG.largeImageMiB)} image x${CONFIG.largePullRounds}...`);
     const pullLarge = await pullRounds(targets, pullImages.large, "large", {
@@ -451,6 +388,7 @@ async function main(): Promise<number> {
       warmups: 0,
       // Generous: even 5 MB/s gets it through; a hang must still end the bench.
       timeoutMs: Math.max(120_000, (large.tarSize / 5e6) * 1000),
+      log,
     });
 
     log(`Diff.Apply of the ${CONFIG.applyMiB} MiB gzip layer x${CONFIG.applyRounds}...`);

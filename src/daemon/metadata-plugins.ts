@@ -6,7 +6,7 @@ import type { Logger } from "./logger.js";
 import type { Metrics } from "./metrics.js";
 import { parseDuration } from "./config.js";
 import { createLocalContentStore, type LocalContentStore } from "../core/content/local-store.js";
-import { openMetadataDB, type MetadataDB } from "../core/metadata/db.js";
+import { closeMetadataDB, openMetadataDB, type MetadataDB } from "../core/metadata/db.js";
 import { createNamespaceStore, type NamespaceStore } from "../core/metadata/namespaces.js";
 import { createImageStore, type ImageStore } from "../core/metadata/images.js";
 import { createContainerStore, type ContainerStore } from "../core/metadata/containers.js";
@@ -73,7 +73,7 @@ export function metadataPlugins(deps: { log: Logger; metrics: Metrics }): Plugin
           leases: undefined as unknown as LeaseManager,
           content: undefined as unknown as NamespacedContentStore,
           snapshots: undefined as unknown as NamespacedSnapshots,
-          close: () => db.close(),
+          close: () => closeMetadataDB(db),
         };
         const onMutation = (e: { deletion: boolean }) => {
           if (e.deletion) md.onGarbage();

@@ -1,5 +1,7 @@
 // Binds a protobuf-es service descriptor and a typed implementation onto a grpc-js server:
-// decoding, encoding, cancellation and error-code mapping live here and nowhere else.
+// decoding, encoding, cancellation and error-code mapping live here and nowhere else. No response
+// leaves before every database commit made so far is on stable storage (wal-sync.ts): commits do
+// not fsync on the event loop, this is where their durability is awaited.
 import { once } from "node:events";
 import * as grpc from "@grpc/grpc-js";
 import {
@@ -14,6 +16,7 @@ import {
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { BerthError } from "../errdefs/errors.js";
 import { grpcCodeOf } from "../errdefs/grpc-status.js";
+import { durabilityPending, durable } from "../core/metadata/wal-sync.js";
 import type { CallContext } from "./call-context.js";
 import { callContextOf } from "./call-context.js";
 
@@ -74,6 +77,20 @@ function asMessage(schema: DescMessage, value: unknown): MessageShape<DescMessag
   return create(schema, value as MessageInitShape<DescMessage>);
 }
 
+/** Runs send once every commit so far is durable; fail instead when syncing fails. */
+function whenDurable(send: () => void, fail: (err: unknown) => void = send): void {
+  if (!durabilityPending()) {
+    send();
+    return;
+  }
+  durable().then(send, fail);
+}
+
+/** Resolves once every commit so far is durable (undefined, without a promise, when they are). */
+function durablePoint(): Promise<void> | undefined {
+  return durabilityPending() ? durable() : undefined;
+}
+
 async function writeAll(
   call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
   schema: DescMessage,
@@ -82,7 +99,10 @@ async function writeAll(
 ): Promise<void> {
   for await (const item of source) {
     if (signal.aborted) return;
-    if (!call.write(asMessage(schema, item))) {
+    const message = asMessage(schema, item);
+    await durablePoint();
+    if (signal.aborted) return;
+    if (!call.write(message)) {
       await Promise.race([once(call, "drain"), once(signal, "abort")]);
     }
   }
@@ -145,13 +165,25 @@ function makeHandler(
           .then(() => fn(call.request, ctx) as Promise<unknown>)
           .then(
             (res) => {
-              finish(start, grpc.status.OK);
-              callback(null, asMessage(output, res));
+              const message = asMessage(output, res);
+              whenDurable(
+                () => {
+                  finish(start, grpc.status.OK);
+                  callback(null, message);
+                },
+                (err: unknown) => {
+                  const se = toServiceError(err);
+                  finish(start, se.code ?? grpc.status.UNKNOWN, err);
+                  callback(se);
+                },
+              );
             },
             (err: unknown) => {
               const se = toServiceError(err);
-              finish(start, se.code ?? grpc.status.UNKNOWN, err);
-              callback(se);
+              whenDurable(() => {
+                finish(start, se.code ?? grpc.status.UNKNOWN, err);
+                callback(se);
+              });
             },
           )
           .finally(() => ctx.dispose());
@@ -167,6 +199,7 @@ function makeHandler(
         const ctx = callContextOf(call);
         Promise.resolve()
           .then(() => writeAll(call, output, fn(call.request, ctx) as AsyncIterable<unknown>, ctx.signal))
+          .then(durablePoint)
           .then(
             () => {
               finish(start, grpc.status.OK);
@@ -174,8 +207,10 @@ function makeHandler(
             },
             (err: unknown) => {
               const se = toServiceError(err);
-              finish(start, se.code ?? grpc.status.UNKNOWN, err);
-              if (!ctx.signal.aborted) call.emit("error", se);
+              whenDurable(() => {
+                finish(start, se.code ?? grpc.status.UNKNOWN, err);
+                if (!ctx.signal.aborted) call.emit("error", se);
+              });
             },
           )
           .finally(() => ctx.dispose());
@@ -191,6 +226,7 @@ function makeHandler(
         const ctx = callContextOf(call);
         Promise.resolve()
           .then(() => writeAll(call, output, fn(requestsOf(call), ctx) as AsyncIterable<unknown>, ctx.signal))
+          .then(durablePoint)
           .then(
             () => {
               finish(start, grpc.status.OK);
@@ -198,8 +234,10 @@ function makeHandler(
             },
             (err: unknown) => {
               const se = toServiceError(err);
-              finish(start, se.code ?? grpc.status.UNKNOWN, err);
-              if (!ctx.signal.aborted) call.emit("error", se);
+              whenDurable(() => {
+                finish(start, se.code ?? grpc.status.UNKNOWN, err);
+                if (!ctx.signal.aborted) call.emit("error", se);
+              });
             },
           )
           .finally(() => ctx.dispose());
@@ -217,13 +255,25 @@ function makeHandler(
           .then(() => fn(requestsOf(call), ctx) as Promise<unknown>)
           .then(
             (res) => {
-              finish(start, grpc.status.OK);
-              callback(null, asMessage(output, res));
+              const message = asMessage(output, res);
+              whenDurable(
+                () => {
+                  finish(start, grpc.status.OK);
+                  callback(null, message);
+                },
+                (err: unknown) => {
+                  const se = toServiceError(err);
+                  finish(start, se.code ?? grpc.status.UNKNOWN, err);
+                  callback(se);
+                },
+              );
             },
             (err: unknown) => {
               const se = toServiceError(err);
-              finish(start, se.code ?? grpc.status.UNKNOWN, err);
-              callback(se);
+              whenDurable(() => {
+                finish(start, se.code ?? grpc.status.UNKNOWN, err);
+                callback(se);
+              });
             },
           )
           .finally(() => ctx.dispose());

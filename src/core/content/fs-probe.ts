@@ -1,4 +1,5 @@
 // Small filesystem probes the content store needs: errno checks, existence, directory fsync.
+import { statSync } from "node:fs";
 import { open, stat } from "node:fs/promises";
 
 export function isErrno(err: unknown, code: string): boolean {
@@ -8,6 +9,17 @@ export function isErrno(err: unknown, code: string): boolean {
 export async function pathExists(p: string): Promise<boolean> {
   try {
     await stat(p);
+    return true;
+  } catch (err) {
+    if (isErrno(err, "ENOENT")) return false;
+    throw err;
+  }
+}
+
+/** pathExists without a threadpool round trip (one stat of a path in the page cache). */
+export function pathExistsSync(p: string): boolean {
+  try {
+    statSync(p);
     return true;
   } catch (err) {
     if (isErrno(err, "ENOENT")) return false;

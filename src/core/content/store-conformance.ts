@@ -370,6 +370,10 @@ export function runContentStoreConformance(name: string, makeStore: () => Promis
           `chunk sizes ${sizes.join(",")}`,
         );
         assert.deepEqual(Buffer.concat(parts), data);
+        // A short range of a big blob, and a blob just above 64 KiB, read in full.
+        assert.deepEqual(await readAll(store, d, MiB + 5, 100), data.subarray(MiB + 5, MiB + 105));
+        const mid = bytes(64 * 1024 + 1, 19);
+        assert.deepEqual(await readAll(store, await ingest(store, "mid", mid)), mid);
       }),
     );
 

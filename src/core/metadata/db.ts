@@ -1,8 +1,11 @@
-// The metadata database: SQLite (better-sqlite3) in WAL mode with synchronous=FULL, one
-// transaction per API write. Every table is keyed by namespace first; labels are JSON objects.
+// The metadata database: SQLite (better-sqlite3) in WAL mode, one transaction per API write, made
+// durable off the event loop (synchronous=NORMAL plus WalSync's fdatasync before anything depending
+// on a commit leaves the process: see wal-sync.ts). Every table is keyed by namespace first; labels
+// are JSON objects.
 import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { WalSync } from "./wal-sync.js";
 
 export type MetadataDB = Database.Database;
 
@@ -94,27 +97,55 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 `;
 
+const walSyncs = new WeakMap<MetadataDB, WalSync>();
+
 /** Opens (creating if needed) the metadata DB at path with durable settings and the schema applied. */
 export function openMetadataDB(path: string): MetadataDB {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const db = new Database(path);
   db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = FULL");
+  // Commits are synced by WalSync (before replies, events and file removals), not inside COMMIT.
+  db.pragma("synchronous = NORMAL");
   db.pragma("foreign_keys = ON");
   db.pragma("busy_timeout = 5000");
   db.exec(schema);
   db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)").run(
     String(schemaVersion),
   );
+  walSyncs.set(db, new WalSync(db));
   return db;
+}
+
+/** Resolves once every transaction committed on db so far is on stable storage. */
+export function metadataDurable(db: MetadataDB): Promise<void> {
+  return walSyncs.get(db)?.flush() ?? Promise.resolve();
+}
+
+/** Closes db (SQLite syncs and checkpoints the WAL on close) and its WalSync. */
+export function closeMetadataDB(db: MetadataDB): void {
+  walSyncs.get(db)?.close();
+  walSyncs.delete(db);
+  if (db.open) db.close();
 }
 
 /** Records that a namespace exists (namespaces appear on their first write). Call inside a transaction. */
 export function ensureNamespace(db: MetadataDB, namespace: string, now = Date.now()): boolean {
-  const r = db
-    .prepare("INSERT OR IGNORE INTO namespaces (name, labels, created_at, updated_at) VALUES (?, '{}', ?, ?)")
-    .run(namespace, now, now);
+  const r = cachedStatement(
+    db,
+    "INSERT OR IGNORE INTO namespaces (name, labels, created_at, updated_at) VALUES (?, '{}', ?, ?)",
+  ).run(namespace, now, now);
   return r.changes > 0;
+}
+
+const statementCaches = new WeakMap<MetadataDB, Map<string, Database.Statement>>();
+
+/** db.prepare(sql), prepared once per database (preparing costs more than running a small one). */
+export function cachedStatement(db: MetadataDB, sql: string): Database.Statement {
+  let cache = statementCaches.get(db);
+  if (cache === undefined) statementCaches.set(db, (cache = new Map()));
+  let stmt = cache.get(sql);
+  if (stmt === undefined) cache.set(sql, (stmt = db.prepare(sql)));
+  return stmt;
 }
 
 export function parseLabels(json: string): Record<string, string> {

@@ -2,7 +2,7 @@
 // every namespace, a sweep of unreachable rows in one transaction, then backend blob/ingest/snapshot removal.
 import { performance } from "node:perf_hooks";
 import { isCode } from "../../errdefs/errors.js";
-import { parseLabels, type MetadataDB } from "./db.js";
+import { metadataDurable, parseLabels, type MetadataDB } from "./db.js";
 
 /** The labels GC reads (containerd 1.6). */
 export const gcLabels = {
@@ -423,6 +423,9 @@ export async function collectGarbage(db: MetadataDB, deps: GcDeps): Promise<GcSt
     const start = performance.now();
     const now = deps.now?.() ?? Date.now();
     const sweep = db.transaction(() => markAndSweep(db, now)).immediate();
+    // The rows must be gone for good before the bytes they named are: a power loss must not
+    // bring back a row whose blob or snapshot was removed.
+    await metadataDurable(db);
     const errors: string[] = [];
     const note = (what: string, err: unknown): void => {
       errors.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);

@@ -3,7 +3,7 @@
 import { invalidArgument, notFound, notImplemented } from "../../errdefs/errors.js";
 import type { RequestContext } from "../context.js";
 import { isDigest } from "../content/digest.js";
-import type { MetadataDB } from "./db.js";
+import { cachedStatement, type MetadataDB } from "./db.js";
 
 /** The resource types containerd 1.6 knows: "content", "ingests", "snapshots/<snapshotter>". */
 export type LeaseResourceType = "content" | "ingests" | `snapshots/${string}`;
@@ -34,7 +34,8 @@ export function validateLeaseResource(type: string, id: string): LeaseResourceTy
 /** True when the lease exists in the namespace. */
 export function leaseExists(db: MetadataDB, namespace: string, lease: string): boolean {
   return (
-    db.prepare("SELECT 1 FROM leases WHERE namespace = ? AND id = ?").get(namespace, lease) !== undefined
+    cachedStatement(db, "SELECT 1 FROM leases WHERE namespace = ? AND id = ?").get(namespace, lease) !==
+    undefined
   );
 }
 
@@ -48,12 +49,10 @@ export function addLeaseResource(db: MetadataDB, ctx: RequestContext, type: stri
   if (lease === undefined || lease === "") return false;
   const checked = validateLeaseResource(type, id);
   if (!leaseExists(db, ctx.namespace, lease)) throw notFound("lease does not exist");
-  db.prepare("INSERT OR IGNORE INTO lease_resources (namespace, lease_id, type, id) VALUES (?, ?, ?, ?)").run(
-    ctx.namespace,
-    lease,
-    checked,
-    id,
-  );
+  cachedStatement(
+    db,
+    "INSERT OR IGNORE INTO lease_resources (namespace, lease_id, type, id) VALUES (?, ?, ?, ?)",
+  ).run(ctx.namespace, lease, checked, id);
   return true;
 }
 
@@ -61,10 +60,8 @@ export function addLeaseResource(db: MetadataDB, ctx: RequestContext, type: stri
 export function removeLeaseResource(db: MetadataDB, ctx: RequestContext, type: string, id: string): void {
   const lease = ctx.lease;
   if (lease === undefined || lease === "") return;
-  db.prepare("DELETE FROM lease_resources WHERE namespace = ? AND lease_id = ? AND type = ? AND id = ?").run(
-    ctx.namespace,
-    lease,
-    type,
-    id,
-  );
+  cachedStatement(
+    db,
+    "DELETE FROM lease_resources WHERE namespace = ? AND lease_id = ? AND type = ? AND id = ?",
+  ).run(ctx.namespace, lease, type, id);
 }

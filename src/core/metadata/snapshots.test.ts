@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openMetadataDB } from "./db.js";
 import { CollectionLock, collectGarbage } from "./gc.js";
-import { createNamespacedSnapshots } from "./snapshots.js";
+import { createNamespacedSnapshots, seqBlock } from "./snapshots.js";
 import { createOverlaySnapshotter } from "../snapshots/overlayfs.js";
 import { runSnapshotterConformance } from "../snapshots/snapshotter-conformance.js";
 import type { Snapshotter } from "../snapshots/snapshotter.js";
@@ -134,4 +134,43 @@ void test("commit keeps the parent and moves the lease to the new name", async (
       .sort();
     assert.deepEqual(resources, ["base", "top"]);
   });
+});
+
+void test("backend sequence numbers are reserved in blocks and never reused after a reopen", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "berth-md-seq-"));
+  const seqOf = (k: string): number => Number(k.split("/")[1]);
+  const storedSeq = (db: ReturnType<typeof openMetadataDB>): number =>
+    Number(
+      (db.prepare("SELECT value FROM meta WHERE key = 'snapshot_seq'").get() as { value: string }).value,
+    );
+  try {
+    const used: number[] = [];
+    for (let run = 0; run < 2; run++) {
+      const db = openMetadataDB(join(dir, "meta.db"));
+      const backend = await createOverlaySnapshotter({ root: join(dir, "overlayfs") });
+      try {
+        const layer = createNamespacedSnapshots(db, new Map([["overlayfs", backend]]), {
+          lock: new CollectionLock(),
+        });
+        const sn = layer.forContext({ namespace: "ns" }, "overlayfs");
+        const before = new Set(await backendKeys(backend));
+        await sn.prepare(`a${run}`, "");
+        await sn.commit(`c${run}`, `a${run}`);
+        await sn.prepare(`b${run}`, `c${run}`);
+        const added = (await backendKeys(backend)).filter((k) => !before.has(k)).map(seqOf);
+        // prepare, commit (a new backend key), prepare: three numbers, one reservation.
+        assert.equal(added.length, 2, "the committed key replaces the active one");
+        assert.equal(storedSeq(db), Math.max(...added) - (Math.max(...added) % seqBlock) + seqBlock);
+        for (const n of added) assert.ok(!used.includes(n), `sequence ${n} used twice`);
+        used.push(...added);
+      } finally {
+        await backend.close();
+        db.close();
+      }
+    }
+    // The second run started after the first run's whole block.
+    assert.ok(Math.min(...used.slice(2)) > seqBlock, used.join(","));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -12,7 +12,7 @@ import {
   failedPrecondition,
 } from "../../errdefs/errors.js";
 import type { MetadataDB } from "./db.js";
-import { ensureNamespace } from "./db.js";
+import { ensureNamespace, metadataDurable } from "./db.js";
 import { decodeStringMap, encodeStringMap, compactStringMap } from "./field-paths.js";
 import { addLeaseResource, removeLeaseResource } from "./lease-resources.js";
 import { quote, requireNamespace, validateLabelsOf, type StoreOptions } from "./store-support.js";
@@ -32,6 +32,9 @@ export type { SnapshotInfo, SnapshotKind };
 
 const kindCode: Record<SnapshotKind, number> = { view: 1, active: 2, committed: 3 };
 const kinds: Record<number, SnapshotKind> = { 1: "view", 2: "active", 3: "committed" };
+
+/** Snapshot sequence numbers reserved per write of the stored counter (see nextSeq). */
+export const seqBlock = 1000;
 
 /** Labels under this prefix are also handed to the backend (containerd's inheritable labels). */
 const backendLabelPrefix = "containerd.io/snapshot/";
@@ -114,14 +117,32 @@ export function createNamespacedSnapshots(
   const updateLabels = db.prepare(
     "UPDATE snapshots SET labels = ?, updated_at = ? WHERE namespace = ? AND snapshotter = ? AND key = ?",
   );
-  const nextSeq = db.transaction((): number => {
-    const row = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'snapshot_seq'").get();
-    const next = (row ? Number(row.value) : 0) + 1;
-    db.prepare(
-      "INSERT INTO meta (key, value) VALUES ('snapshot_seq', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    ).run(String(next));
-    return next;
-  });
+  // Backend keys carry a sequence number that is never handed out twice, even across a crash
+  // between the backend call and the record (containerd uses bolt's NextSequence). It is reserved
+  // in blocks: the stored value is the end of the block in use, and a restart goes on after it, so
+  // only one snapshot in seqBlock costs a write of its own (numbers a crash skips are never used).
+  const readSeq = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'snapshot_seq'");
+  const storeSeq = db.prepare(
+    "INSERT INTO meta (key, value) VALUES ('snapshot_seq', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+  );
+  let seq = 0;
+  let reserved = 0;
+  // A number is used (in a backend key) only once its block's reservation is durable.
+  let reservation: Promise<void> = Promise.resolve();
+  const nextSeq = async (): Promise<number> => {
+    if (seq >= reserved) {
+      db.transaction(() => {
+        const row = readSeq.get();
+        seq = Math.max(seq, row ? Number(row.value) : 0);
+        reserved = seq + seqBlock;
+        storeSeq.run(String(reserved));
+      })();
+      reservation = metadataDurable(db);
+    }
+    const n = ++seq;
+    await reservation;
+    return n;
+  };
 
   const forContext = (ctx: RequestContext, name: string): Snapshotter => {
     const backend = backends.get(name);
@@ -149,7 +170,7 @@ export function createNamespacedSnapshots(
                 if (p === undefined) throw notFound(`parent snapshot ${parent} does not exist`);
                 return p.backend_key;
               })();
-        const backendKey = `${ns}/${nextSeq()}/${key}`;
+        const backendKey = `${ns}/${await nextSeq()}/${key}`;
         const bopts = { labels: backendLabels(o?.labels) };
         const mounts =
           kind === "active"
@@ -223,7 +244,7 @@ export function createNamespacedSnapshots(
           if (getRow.get(ns, name, commitName) !== undefined)
             throw alreadyExists(`snapshot ${quote(commitName)}`);
           const active = row(ns, key);
-          const backendKey = `${ns}/${nextSeq()}/${commitName}`;
+          const backendKey = `${ns}/${await nextSeq()}/${commitName}`;
           await backend.commit(backendKey, active.backend_key, { labels: backendLabels(o?.labels) });
           const t = now();
           db.transaction(() => {
@@ -256,6 +277,8 @@ export function createNamespacedSnapshots(
             deleteRow.run(ns, name, key);
             removeLeaseResource(db, ctx, leaseType, key);
           })();
+          // The record must be gone for good before the backend's bytes are.
+          await metadataDurable(db);
           try {
             await backend.remove(r.backend_key);
           } catch (err) {

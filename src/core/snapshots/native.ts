@@ -74,6 +74,9 @@ export async function createNativeSnapshotter(opts: NativeOptions): Promise<Snap
           }
           return created;
         });
+        installed = ""; // committed: the directory is the record's now
+        // Durable before the caller records it (the metadata DB names it) or answers.
+        await ms.durable();
         return mounts(s);
       } catch (err) {
         if (td !== "") await rm(td, { recursive: true, force: true }).catch(() => undefined);
@@ -88,7 +91,9 @@ export async function createNativeSnapshotter(opts: NativeOptions): Promise<Snap
     },
 
     async update(info, fieldpaths = []) {
-      return ms.updateInfo(info, fieldpaths);
+      const updated = ms.updateInfo(info, fieldpaths);
+      await ms.durable();
+      return updated;
     },
 
     async usage(key) {
@@ -122,6 +127,7 @@ export async function createNativeSnapshotter(opts: NativeOptions): Promise<Snap
         } catch (err) {
           throw wrapError(err, "failed to commit snapshot");
         }
+        await ms.durable();
       }),
 
     async remove(key) {
@@ -132,6 +138,8 @@ export async function createNativeSnapshotter(opts: NativeOptions): Promise<Snap
         } catch (err) {
           throw wrapError(err, "failed to remove");
         }
+        // The record is gone for good (synced) before the bytes go.
+        await ms.durable();
         // (Wrapped: a promise returned bare would hold the section until the deletion ends.)
         return { deletion: dirs.retire(id) };
       });

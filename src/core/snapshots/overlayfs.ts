@@ -6,7 +6,7 @@
 //   view of one parent   bind <parent>/fs, ["ro", "rbind"]
 //   otherwise            overlay ["index=off"?, "workdir=…", "upperdir=…", "lowerdir=<nearest>/fs:…"]
 //                        (a view has lowerdir only)
-import { chmodSync, existsSync, lchownSync, statSync } from "node:fs";
+import { chmodSync, existsSync, lchownSync, mkdirSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Mount } from "../mount/mount-types.js";
@@ -112,10 +112,10 @@ export async function createOverlaySnapshotter(opts: OverlayOptions): Promise<Sn
       try {
         try {
           td = await dirs.makeTemp();
-          await mkdir(join(td, "fs"));
+          mkdirSync(join(td, "fs"));
           chmodSync(join(td, "fs"), 0o755);
           if (kind === "active") {
-            await mkdir(join(td, "work"));
+            mkdirSync(join(td, "work"));
             chmodSync(join(td, "work"), 0o711);
           }
         } catch (err) {
@@ -151,6 +151,9 @@ export async function createOverlaySnapshotter(opts: OverlayOptions): Promise<Sn
           td = "";
           return created;
         });
+        installed = ""; // committed: the directory is the record's now
+        // Durable before the caller records it (the metadata DB names it) or answers.
+        await ms.durable();
         return mounts(s);
       } catch (err) {
         // The record was rolled back (or never made): nothing on disk may stay under its id.
@@ -168,6 +171,7 @@ export async function createOverlaySnapshotter(opts: OverlayOptions): Promise<Sn
 
     async update(info, fieldpaths = []) {
       const updated = ms.updateInfo(info, fieldpaths);
+      await ms.durable();
       return withUpperdir ? labelled(ms.getInfo(updated.name).id, updated) : updated;
     },
 
@@ -202,6 +206,7 @@ export async function createOverlaySnapshotter(opts: OverlayOptions): Promise<Sn
         } catch (err) {
           throw wrapError(err, "failed to commit snapshot");
         }
+        await ms.durable();
       }),
 
     async remove(key) {
@@ -212,7 +217,9 @@ export async function createOverlaySnapshotter(opts: OverlayOptions): Promise<Sn
         } catch (err) {
           throw wrapError(err, `failed to remove snapshot ${key}`);
         }
-        // The record is gone, so the key is free again; the bytes follow (or wait for cleanup).
+        // The record is gone (for good: synced before the bytes go), so the key is free again;
+        // the bytes follow (or wait for cleanup).
+        await ms.durable();
         // (Wrapped: a promise returned bare would hold the section until the deletion ends.)
         return { deletion: asyncRemove ? undefined : dirs.retire(id) };
       });

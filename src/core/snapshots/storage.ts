@@ -17,6 +17,7 @@ import {
 import { parseFilters } from "../filters/filter.js";
 import { snapshotAdaptor } from "../filters/adaptors.js";
 import type { SnapshotInfo, SnapshotKind, SnapshotUsage } from "./snapshotter.js";
+import { WalSync } from "../metadata/wal-sync.js";
 
 /** An active or view snapshot as a backend needs it to build mounts. */
 export interface StoredSnapshot {
@@ -90,11 +91,13 @@ function requireKey(key: string): void {
 
 export class MetaStore {
   readonly #db: Database.Database;
+  readonly #wal: WalSync;
   #tail: Promise<void> = Promise.resolve();
   readonly #stmts;
 
   private constructor(db: Database.Database) {
     this.#db = db;
+    this.#wal = new WalSync(db);
     const select = `SELECT s.id, s.key, p.key AS parent, s.parent_id, s.kind, s.labels, s.created_at,
         s.updated_at, s.inodes, s.size
       FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent_id`;
@@ -128,13 +131,17 @@ export class MetaStore {
     };
   }
 
-  /** Opens (creating if needed) the metastore file: WAL, synchronous=FULL, like the metadata DB. */
+  /**
+   * Opens (creating if needed) the metastore file: WAL, synchronous=NORMAL and commits synced by
+   * WalSync, like the metadata DB. Backends await durable() after each write, before the
+   * metadata DB records what they did and before they remove anything a removed row named.
+   */
   static open(file: string): MetaStore {
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
     const db = new Database(file);
     try {
       db.pragma("journal_mode = WAL");
-      db.pragma("synchronous = FULL");
+      db.pragma("synchronous = NORMAL");
       db.pragma("foreign_keys = ON");
       db.pragma("busy_timeout = 5000");
       db.exec(schema);
@@ -151,7 +158,13 @@ export class MetaStore {
 
   /** Closes the database; closing twice is fine. */
   close(): void {
+    this.#wal.close();
     if (this.#db.open) this.#db.close();
+  }
+
+  /** Resolves once every write committed so far is on stable storage. */
+  durable(): Promise<void> {
+    return this.#wal.flush();
   }
 
   /** Closes the database once the exclusive sections queued so far have finished. */

@@ -1,0 +1,107 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { WalSync, durabilityPending, durable } from "./wal-sync.js";
+import { closeMetadataDB, metadataDurable, openMetadataDB } from "./db.js";
+
+function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "berth-wal-sync-"));
+  return fn(dir).finally(() => rmSync(dir, { recursive: true, force: true }));
+}
+
+function openWal(path: string): Database.Database {
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = NORMAL");
+  db.exec("CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
+  return db;
+}
+
+void test("a commit is in the -wal file at once and pending until flushed", async () => {
+  await withDir(async (dir) => {
+    const db = openWal(join(dir, "x.db"));
+    const wal = new WalSync(db);
+    try {
+      await wal.flush();
+      assert.equal(wal.pending, false);
+      db.prepare("INSERT INTO t VALUES (?, ?)").run("k1", "marker-one");
+      assert.equal(wal.pending, true);
+      assert.equal(durabilityPending(), true);
+      // Atomic and visible to a crash of the process: the frames are written by COMMIT.
+      assert.ok(readFileSync(join(dir, "x.db-wal")).includes("marker-one"));
+      await wal.flush();
+      assert.equal(wal.pending, false);
+      assert.equal(durabilityPending(), false);
+      // A read changes nothing that needs syncing.
+      db.prepare("SELECT v FROM t").all();
+      assert.equal(wal.pending, false);
+    } finally {
+      wal.close();
+      db.close();
+    }
+  });
+});
+
+void test("concurrent flushes share syncs and cover commits made while one runs", async () => {
+  await withDir(async (dir) => {
+    const db = openWal(join(dir, "x.db"));
+    const wal = new WalSync(db);
+    try {
+      const insert = db.prepare("INSERT INTO t VALUES (?, ?)");
+      insert.run("a", "1");
+      const first = wal.flush();
+      insert.run("b", "2"); // committed while the first sync may be running
+      const second = wal.flush();
+      await Promise.all([first, second, wal.flush()]);
+      assert.equal(wal.pending, false);
+      insert.run("c", "3");
+      await durable();
+      assert.equal(wal.pending, false);
+      assert.deepEqual(db.prepare("SELECT k FROM t ORDER BY k").pluck().all(), ["a", "b", "c"]);
+    } finally {
+      wal.close();
+      db.close();
+    }
+  });
+});
+
+void test("a closed database is forgotten, whether closed through WalSync or not", async () => {
+  await withDir(async (dir) => {
+    const db = openWal(join(dir, "x.db"));
+    const wal = new WalSync(db);
+    db.prepare("INSERT INTO t VALUES (?, ?)").run("a", "1");
+    db.close();
+    assert.equal(wal.pending, false);
+    await durable();
+    await wal.flush();
+    wal.close();
+  });
+});
+
+void test("the metadata DB commits without syncing and metadataDurable syncs it", async () => {
+  await withDir(async (dir) => {
+    const db = openMetadataDB(join(dir, "meta.db"));
+    try {
+      // 1 = NORMAL: COMMIT leaves the fsync to WalSync.
+      assert.equal(db.pragma("synchronous", { simple: true }), 1);
+      await metadataDurable(db);
+      assert.equal(durabilityPending(), false);
+      db.prepare("INSERT INTO leases (namespace, id, labels, created_at) VALUES ('ns', 'l', '{}', 0)").run();
+      assert.equal(durabilityPending(), true);
+      await metadataDurable(db);
+      assert.equal(durabilityPending(), false);
+    } finally {
+      closeMetadataDB(db);
+    }
+    // Closing checkpoints: the row is in the database file itself.
+    const again = new Database(join(dir, "meta.db"), { readonly: true });
+    try {
+      assert.equal(again.prepare("SELECT id FROM leases").pluck().get(), "l");
+    } finally {
+      again.close();
+    }
+  });
+});
