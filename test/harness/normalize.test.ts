@@ -75,7 +75,12 @@ void test("pids in events and tasks ls", () => {
   assert.equal(normalizePids('{"container_id":"r1","pid":9905}'), '{"container_id":"r1","pid":<PID>}');
   assert.equal(
     normalizePids("TASK    PID     STATUS    \nc2      9988    RUNNING"),
-    "TASK    PID     STATUS    \nc2      <PID>    RUNNING",
+    "TASK  PID  STATUS  \nc2  <PID>  RUNNING",
+  );
+  // A pid one digit longer widens the table: the same table once normalized.
+  assert.equal(
+    normalizePids("TASK    PID      STATUS    \nc2      10002    RUNNING"),
+    normalizePids("TASK    PID     STATUS    \nc2      9988    RUNNING"),
   );
 });
 

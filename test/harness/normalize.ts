@@ -46,7 +46,10 @@ export function normalizePids(text: string): string {
     .map((line) =>
       line.replace(/^(\S+\s+)\d+(\s+(?:RUNNING|STOPPED|CREATED|PAUSED|PAUSING|UNKNOWN)\b)/, "$1<PID>$2"),
     )
-    .join("\n");
+    .join("\n")
+    // ctr's tabwriter pads columns to their widest cell, so a pid with one more digit widens the
+    // whole table: padding is compared as "two or more spaces".
+    .replace(/ {2,}/g, "  ");
 }
 
 /**
