@@ -40,16 +40,18 @@ export function normalizeTempPaths(text: string): string {
 
 /** Process ids: `"pid":123` in JSON event payloads and the PID column of `tasks ls`. */
 export function normalizePids(text: string): string {
-  return text
-    .replace(/"pid":\d+/g, '"pid":<PID>')
-    .split("\n")
-    .map((line) =>
-      line.replace(/^(\S+\s+)\d+(\s+(?:RUNNING|STOPPED|CREATED|PAUSED|PAUSING|UNKNOWN)\b)/, "$1<PID>$2"),
-    )
-    .join("\n")
-    // ctr's tabwriter pads columns to their widest cell, so a pid with one more digit widens the
-    // whole table: padding is compared as "two or more spaces".
-    .replace(/ {2,}/g, "  ");
+  return (
+    text
+      .replace(/"pid":\d+/g, '"pid":<PID>')
+      .split("\n")
+      .map((line) =>
+        line.replace(/^(\S+\s+)\d+(\s+(?:RUNNING|STOPPED|CREATED|PAUSED|PAUSING|UNKNOWN)\b)/, "$1<PID>$2"),
+      )
+      .join("\n")
+      // ctr's tabwriter pads columns to their widest cell, so a pid with one more digit widens the
+      // whole table: padding is compared as "two or more spaces".
+      .replace(/ {2,}/g, "  ")
+  );
 }
 
 /**
