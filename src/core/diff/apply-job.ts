@@ -1,6 +1,7 @@
 // The layer apply job, run inside a diff worker: stream the blob from the content store's file,
 // hash the compressed bytes, decompress, hash the tar, and apply it under root. The caller learns
 // the diffID (digest of the uncompressed tar) and how much was written.
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { HashTap, pipelineAll } from "./hash-tap.js";
 
@@ -41,6 +42,9 @@ export interface ApplyResult {
   bytes: number;
 }
 
+/** Bytes per read of the blob file. */
+const READ_CHUNK = 1 << 20;
+
 export async function runApplyJob(job: ApplyJob): Promise<ApplyResult> {
   if (job.root !== undefined) return applyAt(job, job.root);
   if (job.mounts === undefined || job.tempParent === undefined)
@@ -50,15 +54,29 @@ export async function runApplyJob(job: ApplyJob): Promise<ApplyResult> {
 
 async function applyAt(job: ApplyJob, root: string): Promise<ApplyResult> {
   const compressed = new HashTap();
-  const uncompressed = new HashTap();
-  const source = createReadStream(job.blobPath, { highWaterMark: 1 << 20 });
+  const source = createReadStream(job.blobPath, { highWaterMark: READ_CHUNK });
   const stages: NodeJS.ReadWriteStream[] = [compressed];
   if (job.compression !== "none") stages.push(decompressStream(job.compression));
-  stages.push(uncompressed);
+  // The tar is hashed here, by the consumer, not by a Transform after the decompressor: a piped
+  // Transform runs synchronously inside the decompressor's push(), which would hold back the next
+  // inflate (on the libuv threadpool) until the hash and everything after it are done. Read from
+  // the decompressor's buffer instead, inflating goes on while this thread hashes and writes files.
+  const uncompressed = createHash("sha256");
+  let tarSize = 0;
 
   let applied: { entries: number; bytes: number } | undefined;
   const sink = async (input: AsyncIterable<Buffer>): Promise<void> => {
-    const iterator = input[Symbol.asyncIterator]();
+    const raw = input[Symbol.asyncIterator]();
+    const iterator: AsyncIterator<Buffer> = {
+      async next() {
+        const next = await raw.next();
+        if (next.done !== true) {
+          uncompressed.update(next.value);
+          tarSize += next.value.length;
+        }
+        return next;
+      },
+    };
     // applyTar stops at the tar's end-of-archive; whatever follows is drained so that both
     // digests cover the whole stream, as containerd reads trailing data too.
     const view: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => iterator };
@@ -82,9 +100,9 @@ async function applyAt(job: ApplyJob, root: string): Promise<ApplyResult> {
     );
   if (digest !== job.digest)
     throw dataLoss(`layer ${job.digest}: content digest mismatch, the blob hashes to ${digest}`);
-  const diffId = uncompressed.digest();
+  const diffId = `sha256:${uncompressed.digest("hex")}`;
   if (job.expectedDiffId !== undefined && job.expectedDiffId !== diffId)
     throw dataLoss(`layer ${job.digest}: uncompressed digest ${diffId} does not match ${job.expectedDiffId}`);
   if (applied === undefined) throw invalidArgument(`layer ${job.digest}: no tar stream`);
-  return { diffId, tarSize: uncompressed.count, entries: applied.entries, bytes: applied.bytes };
+  return { diffId, tarSize, entries: applied.entries, bytes: applied.bytes };
 }

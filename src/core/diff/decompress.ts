@@ -63,6 +63,11 @@ export function detectCompression(head: Uint8Array, final: boolean): Compression
 
 /** Zlib's output chunk: larger than its 16 KiB default, so the applier sees fewer chunks. */
 const GUNZIP_CHUNK = 128 * 1024;
+/**
+ * Decompressed bytes buffered ahead of the consumer: the decompressor (zlib runs on the libuv
+ * threadpool) keeps going while the consumer hashes and writes files, up to this much.
+ */
+const READ_AHEAD = 1 << 20;
 /** zstd's default decoder limit (128 MiB windows); larger ones are refused, not allocated. */
 const ZSTD_WINDOW_LOG_MAX = 27;
 
@@ -81,6 +86,10 @@ class SniffingDecompressor extends Transform {
   private headLength = 0;
   private inner: Transform | null = null;
   private passthrough = false;
+
+  constructor() {
+    super({ readableHighWaterMark: READ_AHEAD });
+  }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     if (this.passthrough) {
