@@ -17,7 +17,7 @@ import {
 import { makeTempDir, removeTempDir } from "../test/harness/temp-dir.js";
 import { Version } from "../src/gen/containerd/services/version/v1/version_pb.js";
 import { Images } from "../src/gen/containerd/services/images/v1/images_pb.js";
-import { buildApplyLayer, type ApplyLayer } from "./apply-layer.js";
+import { buildApplyLayer } from "./apply-layer.js";
 import { summarizeLogFile, writeBerthdWrapper } from "./berthd-wrapper.js";
 import { writeBlobFile } from "./blob-file.js";
 import { createCleanups } from "./cleanups.js";

@@ -7,7 +7,9 @@ import { HashTap, pipelineAll } from "./hash-tap.js";
 
 import { dataLoss, invalidArgument } from "../../errdefs/errors.js";
 import { applyTar } from "./apply-tar.js";
+import { RingFailed } from "./byte-ring.js";
 import { decompressStream, type Compression } from "./decompress.js";
+import { decodeLayer } from "./layer-decoder.js";
 import type { Mount } from "../mount/mount-types.js";
 import { withTempMount } from "../mount/mount.js";
 
@@ -31,7 +33,15 @@ export interface ApplyJob {
   maxEntries: number;
   /** When known (the blob's containerd.io/uncompressed label), the diffID must match it. */
   expectedDiffId?: string;
+  /**
+   * Read and decompress in the worker's decoder thread (layer-decoder.ts) rather than in this one;
+   * by default, for blobs of DECODER_MIN_SIZE and more (the hand-off costs a little per call).
+   */
+  decoderThread?: boolean;
 }
+
+/** Blobs this large or larger are decoded in the decoder thread unless the job says otherwise. */
+export const DECODER_MIN_SIZE = 1 << 20;
 
 export interface ApplyResult {
   /** sha256 of the uncompressed tar. */
@@ -53,6 +63,67 @@ export async function runApplyJob(job: ApplyJob): Promise<ApplyResult> {
 }
 
 async function applyAt(job: ApplyJob, root: string): Promise<ApplyResult> {
+  const decoded = job.decoderThread ?? job.size >= DECODER_MIN_SIZE;
+  return decoded ? applyDecoded(job, root) : applyInThread(job, root);
+}
+
+/** The decoder thread reads, hashes and decompresses; this thread applies the tar meanwhile. */
+async function applyDecoded(job: ApplyJob, root: string): Promise<ApplyResult> {
+  const layer = decodeLayer(job.blobPath, job.compression);
+  const tar = layer.tar;
+  let applied: { entries: number; bytes: number };
+  try {
+    applied = await applyTar({ [Symbol.asyncIterator]: () => tar }, root, tarOptions(job));
+    // As below: trailing data is read, so that both digests cover the whole stream.
+    for (;;) {
+      const next = await tar.next();
+      if (next.done === true) break;
+    }
+  } catch (err) {
+    // Stop the decoder and wait for it, so that it is idle for the next job; when decoding is what
+    // failed (a corrupt stream, an unreadable blob), its error is the one to report.
+    layer.abort();
+    const decodeError = await layer.result.then(
+      () => null,
+      (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+    );
+    // RingFailed: the decoder failed; the same error: the consumer raced it in (thread death).
+    if (decodeError !== null && (err instanceof RingFailed || err === decodeError)) throw decodeError;
+    throw err;
+  }
+  const r = await layer.result;
+  return verify(job, r.digest, r.size, r.diffId, r.tarSize, applied);
+}
+
+function tarOptions(job: ApplyJob): Parameters<typeof applyTar>[2] {
+  return {
+    whiteouts: job.whiteouts,
+    parents: job.parents,
+    maxBytes: job.maxBytes,
+    maxEntries: job.maxEntries,
+  };
+}
+
+function verify(
+  job: ApplyJob,
+  digest: string,
+  size: number,
+  diffId: string,
+  tarSize: number,
+  applied: { entries: number; bytes: number } | undefined,
+): ApplyResult {
+  if (size !== job.size)
+    throw invalidArgument(`layer ${job.digest}: size ${size} does not match descriptor size ${job.size}`);
+  if (digest !== job.digest)
+    throw dataLoss(`layer ${job.digest}: content digest mismatch, the blob hashes to ${digest}`);
+  if (job.expectedDiffId !== undefined && job.expectedDiffId !== diffId)
+    throw dataLoss(`layer ${job.digest}: uncompressed digest ${diffId} does not match ${job.expectedDiffId}`);
+  if (applied === undefined) throw invalidArgument(`layer ${job.digest}: no tar stream`);
+  return { diffId, tarSize, entries: applied.entries, bytes: applied.bytes };
+}
+
+/** Everything in this thread: zlib on the libuv threadpool, hashing and applying here. */
+async function applyInThread(job: ApplyJob, root: string): Promise<ApplyResult> {
   const compressed = new HashTap();
   const source = createReadStream(job.blobPath, { highWaterMark: READ_CHUNK });
   const stages: NodeJS.ReadWriteStream[] = [compressed];
@@ -80,29 +151,13 @@ async function applyAt(job: ApplyJob, root: string): Promise<ApplyResult> {
     // applyTar stops at the tar's end-of-archive; whatever follows is drained so that both
     // digests cover the whole stream, as containerd reads trailing data too.
     const view: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => iterator };
-    applied = await applyTar(view, root, {
-      whiteouts: job.whiteouts,
-      parents: job.parents,
-      maxBytes: job.maxBytes,
-      maxEntries: job.maxEntries,
-    });
+    applied = await applyTar(view, root, tarOptions(job));
     for (;;) {
       const next = await iterator.next();
       if (next.done) break;
     }
   };
   await pipelineAll(source, ...stages, sink);
-
-  const digest = compressed.digest();
-  if (compressed.count !== job.size)
-    throw invalidArgument(
-      `layer ${job.digest}: size ${compressed.count} does not match descriptor size ${job.size}`,
-    );
-  if (digest !== job.digest)
-    throw dataLoss(`layer ${job.digest}: content digest mismatch, the blob hashes to ${digest}`);
   const diffId = `sha256:${uncompressed.digest("hex")}`;
-  if (job.expectedDiffId !== undefined && job.expectedDiffId !== diffId)
-    throw dataLoss(`layer ${job.digest}: uncompressed digest ${diffId} does not match ${job.expectedDiffId}`);
-  if (applied === undefined) throw invalidArgument(`layer ${job.digest}: no tar stream`);
-  return { diffId, tarSize, entries: applied.entries, bytes: applied.bytes };
+  return verify(job, compressed.digest(), compressed.count, diffId, tarSize, applied);
 }

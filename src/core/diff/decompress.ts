@@ -76,9 +76,17 @@ const ZSTD_WINDOW_LOG_MAX = 27;
  * decide (gzip, zstd or none), as containerd's DecompressStream does, so a mislabelled layer is
  * still read.
  */
-export function decompressStream(kind: Compression = "none"): Transform {
+export function decompressStream(kind: Compression = "none", opts: DecompressOptions = {}): Transform {
   void kind;
-  return new SniffingDecompressor();
+  return new SniffingDecompressor(opts.gunzipChunk ?? GUNZIP_CHUNK);
+}
+
+export interface DecompressOptions {
+  /**
+   * zlib's output chunk. Each chunk takes one turn of the event loop to hand over and start the
+   * next, so an event loop that is busy elsewhere inflates no faster than a chunk per turn.
+   */
+  gunzipChunk?: number;
 }
 
 class SniffingDecompressor extends Transform {
@@ -87,7 +95,7 @@ class SniffingDecompressor extends Transform {
   private inner: Transform | null = null;
   private passthrough = false;
 
-  constructor() {
+  constructor(private readonly gunzipChunk: number) {
     super({ readableHighWaterMark: READ_AHEAD });
   }
 
@@ -151,7 +159,7 @@ class SniffingDecompressor extends Transform {
       done(null, head);
       return;
     }
-    const inner = kind === "gzip" ? createGunzip({ chunkSize: GUNZIP_CHUNK }) : new ZstdDecompress();
+    const inner = kind === "gzip" ? createGunzip({ chunkSize: this.gunzipChunk }) : new ZstdDecompress();
     this.inner = inner;
     inner.on("data", (out: Buffer) => {
       // Backpressure: stop the decompressor while our reader is full.

@@ -1,0 +1,193 @@
+// A bounded single-producer, single-consumer byte queue between two threads over one
+// SharedArrayBuffer: a fixed number of fixed-size slots, filled by the producer and handed to the
+// consumer whole. The producer waits (asynchronously) while every slot is full, so memory is bounded
+// whatever the stream; the consumer waits while none is ready. Either side can stop the other: the
+// producer by ending or failing the stream, the consumer by aborting it.
+
+/** Int32 indices of the control block. */
+const HEAD = 0; // slots published (producer)
+const TAIL = 1; // slots released (consumer)
+const PSEQ = 2; // bumped on every producer event: publish, end, fail
+const CSEQ = 3; // bumped on every consumer event: release, abort
+const STATE = 4;
+const ABORT = 5;
+const LENGTHS = 6; // then one length per slot
+
+// STATE: 0 while running, then ENDED or FAILED.
+const ENDED = 1;
+const FAILED = 2;
+
+type WaitAsync = (
+  array: Int32Array,
+  index: number,
+  value: number,
+) => { async: false; value: "not-equal" | "timed-out" } | { async: true; value: Promise<"ok" | "timed-out"> };
+/** Atomics.waitAsync (ES2024, in Node since 16; not in this project's TypeScript lib). */
+const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync.bind(Atomics);
+
+/** What crosses to the other thread (postMessage shares the buffer, it does not copy it). */
+export interface ByteRing {
+  buffer: SharedArrayBuffer;
+  slots: number;
+  slotSize: number;
+}
+
+export function createByteRing(slots: number, slotSize: number): ByteRing {
+  if (!(Number.isInteger(slots) && slots >= 2 && Number.isInteger(slotSize) && slotSize >= 1))
+    throw new RangeError(`byte ring: bad geometry ${slots} x ${slotSize}`);
+  const control = (LENGTHS + slots) * 4;
+  return { buffer: new SharedArrayBuffer(control + slots * slotSize), slots, slotSize };
+}
+
+function views(ring: ByteRing): { control: Int32Array; dataOffset: number } {
+  return {
+    control: new Int32Array(ring.buffer, 0, LENGTHS + ring.slots),
+    dataOffset: (LENGTHS + ring.slots) * 4,
+  };
+}
+
+/** Thrown by the producer's write() once the consumer aborted. */
+export class RingAborted extends Error {
+  constructor() {
+    super("the consumer stopped reading");
+  }
+}
+
+/** Thrown by the consumer's next() once the producer failed (its own error travels separately). */
+export class RingFailed extends Error {
+  constructor() {
+    super("the producer failed");
+  }
+}
+
+export class RingProducer {
+  private readonly control: Int32Array;
+  private readonly data: Uint8Array;
+  private head = 0;
+  private fill = 0;
+
+  constructor(private readonly ring: ByteRing) {
+    const v = views(ring);
+    this.control = v.control;
+    this.data = new Uint8Array(ring.buffer, v.dataOffset, ring.slots * ring.slotSize);
+  }
+
+  /** Copies chunk in, publishing each slot as it fills; waits while all slots are taken. */
+  async write(chunk: Uint8Array): Promise<void> {
+    const { slots, slotSize } = this.ring;
+    let off = 0;
+    while (off < chunk.length) {
+      if (this.fill === 0) await this.slotFree();
+      const base = (this.head % slots) * slotSize;
+      const n = Math.min(slotSize - this.fill, chunk.length - off);
+      this.data.set(chunk.subarray(off, off + n), base + this.fill);
+      this.fill += n;
+      off += n;
+      if (this.fill === slotSize) this.publish();
+    }
+  }
+
+  /** The stream is complete: publishes what is left and tells the consumer. */
+  end(): void {
+    this.publish();
+    this.finish(ENDED);
+  }
+
+  /** The stream is broken: the consumer's next() throws RingFailed. */
+  fail(): void {
+    this.finish(FAILED);
+  }
+
+  get aborted(): boolean {
+    return Atomics.load(this.control, ABORT) !== 0;
+  }
+
+  private publish(): void {
+    if (this.fill === 0) return;
+    this.control[LENGTHS + (this.head % this.ring.slots)] = this.fill;
+    this.fill = 0;
+    this.head = (this.head + 1) | 0;
+    Atomics.store(this.control, HEAD, this.head);
+    this.signal();
+  }
+
+  private finish(state: number): void {
+    Atomics.store(this.control, STATE, state);
+    this.signal();
+  }
+
+  private signal(): void {
+    Atomics.add(this.control, PSEQ, 1);
+    Atomics.notify(this.control, PSEQ);
+  }
+
+  private async slotFree(): Promise<void> {
+    for (;;) {
+      const seq = Atomics.load(this.control, CSEQ);
+      if (this.aborted) throw new RingAborted();
+      if (((this.head - Atomics.load(this.control, TAIL)) | 0) < this.ring.slots) return;
+      const w = waitAsync(this.control, CSEQ, seq);
+      if (w.async) await w.value;
+    }
+  }
+}
+
+export class RingConsumer implements AsyncIterator<Buffer> {
+  private readonly control: Int32Array;
+  private readonly dataOffset: number;
+  private tail = 0;
+  private holding = false;
+
+  /** stopped: rejects if the producer's thread dies without ending or failing the stream. */
+  constructor(
+    private readonly ring: ByteRing,
+    private readonly stopped: Promise<never>,
+  ) {
+    const v = views(ring);
+    this.control = v.control;
+    this.dataOffset = v.dataOffset;
+  }
+
+  /**
+   * The next slot's bytes, as a view into the shared buffer: valid only until the next call (the
+   * slot is handed back to the producer then), so the caller must be done with it, or copy it.
+   */
+  async next(): Promise<IteratorResult<Buffer>> {
+    this.release();
+    for (;;) {
+      const seq = Atomics.load(this.control, PSEQ);
+      if (Atomics.load(this.control, HEAD) !== this.tail) {
+        const slot = this.tail % this.ring.slots;
+        const length = this.control[LENGTHS + slot]!;
+        this.holding = true;
+        const start = this.dataOffset + slot * this.ring.slotSize;
+        return { done: false, value: Buffer.from(this.ring.buffer, start, length) };
+      }
+      const state = Atomics.load(this.control, STATE);
+      if (state === ENDED) return { done: true, value: undefined };
+      if (state === FAILED) throw new RingFailed();
+      const w = waitAsync(this.control, PSEQ, seq);
+      if (w.async) await Promise.race([w.value, this.stopped]);
+    }
+  }
+
+  /** Tells the producer to stop (its pending and later writes throw RingAborted). */
+  abort(): void {
+    this.release();
+    Atomics.store(this.control, ABORT, 1);
+    this.signal();
+  }
+
+  private release(): void {
+    if (!this.holding) return;
+    this.holding = false;
+    this.tail = (this.tail + 1) | 0;
+    Atomics.store(this.control, TAIL, this.tail);
+    this.signal();
+  }
+
+  private signal(): void {
+    Atomics.add(this.control, CSEQ, 1);
+    Atomics.notify(this.control, CSEQ);
+  }
+}
