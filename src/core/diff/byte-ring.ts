@@ -11,7 +11,9 @@ const PSEQ = 2; // bumped on every producer event: publish, end, fail
 const CSEQ = 3; // bumped on every consumer event: release, abort
 const STATE = 4;
 const ABORT = 5;
-const LENGTHS = 6; // then one length per slot
+const PWAIT = 6; // 1 while the producer waits (or is about to) for CSEQ to move
+const CWAIT = 7; // 1 while the consumer waits (or is about to) for PSEQ to move
+const LENGTHS = 8; // then one length per slot
 
 // STATE: 0 while running, then ENDED or FAILED.
 const ENDED = 1;
@@ -118,17 +120,30 @@ export class RingProducer {
 
   private signal(): void {
     Atomics.add(this.control, PSEQ, 1);
-    Atomics.notify(this.control, PSEQ);
+    // Waking a waiter costs a cross-thread task; most events find the consumer busy, not waiting.
+    if (Atomics.load(this.control, CWAIT) !== 0) Atomics.notify(this.control, PSEQ);
   }
 
   private async slotFree(): Promise<void> {
-    for (;;) {
-      const seq = Atomics.load(this.control, CSEQ);
-      if (this.aborted) throw new RingAborted();
-      if (((this.head - Atomics.load(this.control, TAIL)) | 0) < this.ring.slots) return;
-      const w = waitAsync(this.control, CSEQ, seq);
-      if (w.async) await w.value;
+    if (this.hasFreeSlot()) return;
+    // The flag goes up before the sequence is read: an event after the read either sees the flag
+    // (and notifies) or changed the sequence first (and waitAsync returns at once).
+    Atomics.store(this.control, PWAIT, 1);
+    try {
+      for (;;) {
+        const seq = Atomics.load(this.control, CSEQ);
+        if (this.hasFreeSlot()) return;
+        const w = waitAsync(this.control, CSEQ, seq);
+        if (w.async) await w.value;
+      }
+    } finally {
+      Atomics.store(this.control, PWAIT, 0);
     }
+  }
+
+  private hasFreeSlot(): boolean {
+    if (this.aborted) throw new RingAborted();
+    return ((this.head - Atomics.load(this.control, TAIL)) | 0) < this.ring.slots;
   }
 }
 
@@ -154,21 +169,35 @@ export class RingConsumer implements AsyncIterator<Buffer> {
    */
   async next(): Promise<IteratorResult<Buffer>> {
     this.release();
-    for (;;) {
-      const seq = Atomics.load(this.control, PSEQ);
-      if (Atomics.load(this.control, HEAD) !== this.tail) {
-        const slot = this.tail % this.ring.slots;
-        const length = this.control[LENGTHS + slot]!;
-        this.holding = true;
-        const start = this.dataOffset + slot * this.ring.slotSize;
-        return { done: false, value: Buffer.from(this.ring.buffer, start, length) };
+    const ready = this.poll();
+    if (ready !== null) return ready;
+    Atomics.store(this.control, CWAIT, 1); // see RingProducer.slotFree
+    try {
+      for (;;) {
+        const seq = Atomics.load(this.control, PSEQ);
+        const result = this.poll();
+        if (result !== null) return result;
+        const w = waitAsync(this.control, PSEQ, seq);
+        if (w.async) await Promise.race([w.value, this.stopped]);
       }
-      const state = Atomics.load(this.control, STATE);
-      if (state === ENDED) return { done: true, value: undefined };
-      if (state === FAILED) throw new RingFailed();
-      const w = waitAsync(this.control, PSEQ, seq);
-      if (w.async) await Promise.race([w.value, this.stopped]);
+    } finally {
+      Atomics.store(this.control, CWAIT, 0);
     }
+  }
+
+  /** The next slot, the end, or null when there is nothing yet. */
+  private poll(): IteratorResult<Buffer> | null {
+    if (Atomics.load(this.control, HEAD) !== this.tail) {
+      const slot = this.tail % this.ring.slots;
+      const length = this.control[LENGTHS + slot]!;
+      this.holding = true;
+      const start = this.dataOffset + slot * this.ring.slotSize;
+      return { done: false, value: Buffer.from(this.ring.buffer, start, length) };
+    }
+    const state = Atomics.load(this.control, STATE);
+    if (state === ENDED) return { done: true, value: undefined };
+    if (state === FAILED) throw new RingFailed();
+    return null;
   }
 
   /** Tells the producer to stop (its pending and later writes throw RingAborted). */
@@ -188,6 +217,6 @@ export class RingConsumer implements AsyncIterator<Buffer> {
 
   private signal(): void {
     Atomics.add(this.control, CSEQ, 1);
-    Atomics.notify(this.control, CSEQ);
+    if (Atomics.load(this.control, PWAIT) !== 0) Atomics.notify(this.control, CSEQ);
   }
 }
