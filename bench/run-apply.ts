@@ -22,7 +22,10 @@ import {
   verdict,
   type Row,
 } from "./report.js";
+import { unaryCaller } from "./grpc-unary.js";
 import { errorText, type Outcome } from "./rounds.js";
+import { median } from "./stats.js";
+import { Version } from "../src/gen/containerd/services/version/v1/version_pb.js";
 
 const CONFIG = {
   applyMiB: envInt(process.env, "BENCH_APPLY_MIB", 256),
@@ -31,6 +34,8 @@ const CONFIG = {
   smallKiB: envInt(process.env, "BENCH_APPLY_SMALL_KIB", 64),
   smallRounds: envInt(process.env, "BENCH_APPLY_SMALL_ROUNDS", 20),
   smallWarmups: 3,
+  /** Sequential Version.Version calls: the gRPC round trip alone, to read the small apply against. */
+  unaryCalls: 200,
   namespace: "bench-apply",
   applyTargetMBps: 250,
 };
@@ -121,6 +126,27 @@ async function main(): Promise<number> {
       log,
     });
 
+    log(`Version.Version x${CONFIG.unaryCalls}, one at a time (the bare gRPC round trip)...`);
+    const unary = {} as Record<DaemonName, Outcome<number>>;
+    for (const t of targets) {
+      const caller = unaryCaller(t.address, Version.method.version);
+      try {
+        for (let i = 0; i < CONFIG.unaryCalls / 4; i++) await caller.call();
+        const times: number[] = [];
+        for (let i = 0; i < CONFIG.unaryCalls; i++) {
+          const start = performance.now();
+          await caller.call();
+          times.push(performance.now() - start);
+        }
+        unary[t.name] = { ok: true, value: median(times) };
+        log(`  ${t.name}: ${median(times).toFixed(2)} ms`);
+      } catch (err) {
+        unary[t.name] = { ok: false, error: errorText(err) };
+      } finally {
+        caller.close();
+      }
+    }
+
     const rows: Row[] = [
       {
         ...row(
@@ -140,6 +166,13 @@ async function main(): Promise<number> {
         applySmall,
         (s) => s.medianSeconds * 1000,
       ),
+      {
+        metric: `  Version.Version round trip, median of ${CONFIG.unaryCalls}`,
+        unit: "ms",
+        better: "lower",
+        berthd: unary.berthd.ok ? unary.berthd.value : null,
+        containerd: unary.containerd.ok ? unary.containerd.value : null,
+      },
     ];
     const goals = checkTargets(rows);
     const report = {
@@ -155,7 +188,7 @@ async function main(): Promise<number> {
       },
       rows: rows.map((r) => ({ ...r, ratio: ratio(r), verdict: verdict(r) })),
       targets: goals,
-      raw: { apply, applySmall },
+      raw: { apply, applySmall, unary },
     };
     const json = JSON.stringify(report, null, 2);
     await writeFile(OUT, `${json}\n`);

@@ -94,23 +94,25 @@ async function rejectsWith(p: Promise<unknown>, code: string, message?: RegExp):
   });
 }
 
-void test("the decoder thread and this thread apply the same tree, with the same digests", async (t) => {
+void test("the decoder thread, the stream and the whole-blob readers apply the same tree, with the same digests", async (t) => {
   const dir = scratch(t);
   // Trailing bytes after the end-of-archive blocks count in the diffID, as containerd reads them.
   const tar = Buffer.concat([craftTar(layerEntries()), Buffer.alloc(4096, 7)]);
   const layer = writeLayer(dir, tar, (b) => gzipSync(b));
   const results = [];
-  for (const decoderThread of [true, false]) {
-    const root = join(dir, `root-${decoderThread}`);
+  for (const reader of ["decoder", "stream", "whole"] as const) {
+    const root = join(dir, `root-${reader}`);
     mkdirSync(root);
-    const r = await runApplyJob(job(layer, root, { decoderThread }));
+    const r = await runApplyJob(job(layer, root, { reader }));
     assert.equal(r.diffId, sha256(tar));
     assert.equal(r.tarSize, tar.length);
     results.push({ r, tree: listing(root) });
   }
   assert.deepEqual(results[0]!.r, results[1]!.r);
   assert.deepEqual(results[0]!.tree, results[1]!.tree);
-  const root = join(dir, "root-true");
+  assert.deepEqual(results[2]!.r, results[1]!.r);
+  assert.deepEqual(results[2]!.tree, results[1]!.tree);
+  const root = join(dir, "root-decoder");
   assert.equal(sha256(readFileSync(join(root, "big/random.bin"))), sha256(RANDOM));
   assert.match(
     results[0]!.tree.find((l) => l.startsWith("setuid "))!,
@@ -134,7 +136,7 @@ void test("uncompressed and zstd layers go through the decoder thread too", asyn
   ] as const) {
     const root = join(dir, `root-${name}`);
     mkdirSync(root);
-    const r = await runApplyJob(job(layer, root, { compression, decoderThread: true }));
+    const r = await runApplyJob(job(layer, root, { compression, reader: "decoder" }));
     assert.equal(r.diffId, sha256(tar));
     trees.push(listing(root));
   }
@@ -157,20 +159,16 @@ void test("decoder thread: a corrupt gzip stream fails the apply, and the next a
   );
   const fds = openFds();
   mkdirSync(join(dir, "a"));
-  await rejectsWith(
-    runApplyJob(job(bad, join(dir, "a"), { decoderThread: true })),
-    "invalid-argument",
-    /gzip/,
-  );
+  await rejectsWith(runApplyJob(job(bad, join(dir, "a"), { reader: "decoder" })), "invalid-argument", /gzip/);
   const truncated = writeLayer(dir, tar, (b) => gzipSync(b).subarray(0, 100_000), "truncated");
   mkdirSync(join(dir, "b"));
   await rejectsWith(
-    runApplyJob(job(truncated, join(dir, "b"), { decoderThread: true })),
+    runApplyJob(job(truncated, join(dir, "b"), { reader: "decoder" })),
     "invalid-argument",
     /gzip/,
   );
   mkdirSync(join(dir, "c"));
-  const r = await runApplyJob(job(good, join(dir, "c"), { decoderThread: true }));
+  const r = await runApplyJob(job(good, join(dir, "c"), { reader: "decoder" }));
   assert.equal(r.diffId, sha256(tar));
   assert.equal(openFds(), fds, "file descriptors leaked");
 });
@@ -185,22 +183,22 @@ void test("decoder thread: digest, size and diffID mismatches fail the apply", a
   };
   const other = sha256(Buffer.from("other"));
   await rejectsWith(
-    runApplyJob(job(layer, root("a"), { decoderThread: true, digest: other })),
+    runApplyJob(job(layer, root("a"), { reader: "decoder", digest: other })),
     "data-loss",
     /content digest mismatch/,
   );
   await rejectsWith(
-    runApplyJob(job(layer, root("b"), { decoderThread: true, size: layer.blob.length + 1 })),
+    runApplyJob(job(layer, root("b"), { reader: "decoder", size: layer.blob.length + 1 })),
     "invalid-argument",
     /does not match descriptor size/,
   );
   await rejectsWith(
-    runApplyJob(job(layer, root("c"), { decoderThread: true, expectedDiffId: other })),
+    runApplyJob(job(layer, root("c"), { reader: "decoder", expectedDiffId: other })),
     "data-loss",
     /uncompressed digest/,
   );
   await rejectsWith(
-    runApplyJob(job({ ...layer, blobPath: join(dir, "missing") }, root("d"), { decoderThread: true })),
+    runApplyJob(job({ ...layer, blobPath: join(dir, "missing") }, root("d"), { reader: "decoder" })),
     "invalid-argument",
     /ENOENT|no such file/,
   );
@@ -214,7 +212,7 @@ void test("decoder thread: an applier error stops the decoder mid-stream, and th
   for (let i = 0; i < 3; i++) {
     mkdirSync(join(dir, `limit-${i}`));
     await rejectsWith(
-      runApplyJob(job(layer, join(dir, `limit-${i}`), { decoderThread: true, maxEntries: 1 })),
+      runApplyJob(job(layer, join(dir, `limit-${i}`), { reader: "decoder", maxEntries: 1 })),
       "resource-exhausted",
     );
   }
@@ -227,12 +225,97 @@ void test("decoder thread: an applier error stops the decoder mid-stream, and th
   );
   mkdirSync(join(dir, "root-broken"));
   await rejectsWith(
-    runApplyJob(job(broken, join(dir, "root-broken"), { decoderThread: true })),
+    runApplyJob(job(broken, join(dir, "root-broken"), { reader: "decoder" })),
     "invalid-argument",
     /invalid tar header/,
   );
   mkdirSync(join(dir, "ok"));
-  const r = await runApplyJob(job(layer, join(dir, "ok"), { decoderThread: true }));
+  const r = await runApplyJob(job(layer, join(dir, "ok"), { reader: "decoder" }));
   assert.equal(r.diffId, sha256(tar));
   assert.equal(openFds(), fds, "file descriptors leaked");
+});
+
+/** A small layer: a few files, some larger than the rest. */
+function smallTar(): Buffer {
+  return craftTar([
+    { name: "etc/", type: "dir", mode: 0o755, mtime: 1000 },
+    { name: "etc/conf", content: "a=b\n", mode: 0o640, uid: 3, gid: 4 },
+    { name: "bin/", type: "dir" },
+    { name: "bin/tool", content: RANDOM.subarray(0, 70_000), mode: 0o755 },
+    { name: "bin/t", type: "symlink", linkname: "tool" },
+    { name: "etc/.wh.old", content: "" },
+  ]);
+}
+
+void test("small blobs read whole apply as the stream reader does, gzip, zstd and plain", async (t) => {
+  const dir = scratch(t);
+  const tar = smallTar();
+  for (const [name, compress, compression] of [
+    ["gzip", (b: Buffer) => gzipSync(b), "gzip"],
+    ["zstd", (b: Buffer) => zstdCompress(b), "zstd"], // falls back to the stream reader
+    ["plain", (b: Buffer) => b, "none"],
+    ["sniffed", (b: Buffer) => gzipSync(b), "none"], // "none": not sniffed, applied as a tar... and refused
+  ] as const) {
+    const layer = writeLayer(dir, tar, compress, name);
+    const trees: string[][] = [];
+    const outcomes: unknown[] = [];
+    for (const reader of ["whole", "stream"] as const) {
+      const root = join(dir, `${name}-${reader}`);
+      mkdirSync(root);
+      try {
+        const r = await runApplyJob(job(layer, root, { reader, compression }));
+        assert.equal(r.diffId, sha256(tar), `${name} ${reader}`);
+        outcomes.push(r);
+      } catch (err) {
+        assert.ok(err instanceof BerthError);
+        outcomes.push(err.code);
+      }
+      trees.push(listing(root));
+    }
+    assert.deepEqual(outcomes[0], outcomes[1], name);
+    assert.deepEqual(trees[0], trees[1], name);
+  }
+});
+
+void test("whole-blob reader: a tar larger than its bound goes through the stream reader", async (t) => {
+  const dir = scratch(t);
+  const tar = craftTar([{ name: "zeros", content: Buffer.alloc(9 << 20) }]);
+  const layer = writeLayer(dir, tar, (b) => gzipSync(b));
+  assert.ok(layer.blob.length < 256 * 1024);
+  mkdirSync(join(dir, "root"));
+  const r = await runApplyJob(job(layer, join(dir, "root"), { reader: "whole" }));
+  assert.equal(r.diffId, sha256(tar));
+  assert.deepEqual(readFileSync(join(dir, "root/zeros")), Buffer.alloc(9 << 20));
+});
+
+void test("whole-blob reader: corrupt data, sizes and digests that do not match fail the apply", async (t) => {
+  const dir = scratch(t);
+  const tar = smallTar();
+  const layer = writeLayer(dir, tar, (b) => gzipSync(b));
+  const root = (name: string): string => {
+    mkdirSync(join(dir, name));
+    return join(dir, name);
+  };
+  const corrupt = writeLayer(dir, tar, (b) => gzipSync(b).subarray(0, 300), "corrupt");
+  await rejectsWith(runApplyJob(job(corrupt, root("a"), { reader: "whole" })), "invalid-argument", /gzip/);
+  await rejectsWith(
+    runApplyJob(job(layer, root("b"), { reader: "whole", size: layer.blob.length + 10 })),
+    "invalid-argument",
+    new RegExp(`size ${layer.blob.length} does not match descriptor size ${layer.blob.length + 10}`),
+  );
+  await rejectsWith(
+    runApplyJob(job(layer, root("c"), { reader: "whole", size: layer.blob.length - 10 })),
+    "invalid-argument",
+    new RegExp(`size ${layer.blob.length} does not match descriptor size ${layer.blob.length - 10}`),
+  );
+  await rejectsWith(
+    runApplyJob(job(layer, root("d"), { reader: "whole", digest: sha256(Buffer.from("x")) })),
+    "data-loss",
+    /content digest mismatch/,
+  );
+  await rejectsWith(
+    runApplyJob(job(layer, root("e"), { reader: "whole", expectedDiffId: sha256(Buffer.from("x")) })),
+    "data-loss",
+    /uncompressed digest/,
+  );
 });

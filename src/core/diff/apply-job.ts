@@ -2,13 +2,14 @@
 // hash the compressed bytes, decompress, hash the tar, and apply it under root. The caller learns
 // the diffID (digest of the uncompressed tar) and how much was written.
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { closeSync, createReadStream, openSync, readSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
 import { HashTap, pipelineAll } from "./hash-tap.js";
 
 import { dataLoss, invalidArgument } from "../../errdefs/errors.js";
 import { applyTar } from "./apply-tar.js";
 import { RingFailed } from "./byte-ring.js";
-import { decompressStream, type Compression } from "./decompress.js";
+import { decompressStream, detectCompression, type Compression } from "./decompress.js";
 import { decodeLayer } from "./layer-decoder.js";
 import type { Mount } from "../mount/mount-types.js";
 import { withTempMount } from "../mount/mount.js";
@@ -34,10 +35,12 @@ export interface ApplyJob {
   /** When known (the blob's containerd.io/uncompressed label), the diffID must match it. */
   expectedDiffId?: string;
   /**
-   * Read and decompress in the worker's decoder thread (layer-decoder.ts) rather than in this one;
-   * by default, for blobs of DECODER_MIN_SIZE and more (the hand-off costs a little per call).
+   * How the blob is read: "decoder", in the worker's decoder thread (layer-decoder.ts), while this
+   * thread applies; "stream", all in this thread; "whole", read and inflated in one go (small
+   * blobs; anything it does not handle falls back to "stream"). By default by size: "whole" up to
+   * SMALL_BLOB, "decoder" from DECODER_MIN_SIZE on, "stream" in between.
    */
-  decoderThread?: boolean;
+  reader?: "decoder" | "stream" | "whole";
 }
 
 /** Blobs this large or larger are decoded in the decoder thread unless the job says otherwise. */
@@ -63,8 +66,72 @@ export async function runApplyJob(job: ApplyJob): Promise<ApplyResult> {
 }
 
 async function applyAt(job: ApplyJob, root: string): Promise<ApplyResult> {
-  const decoded = job.decoderThread ?? job.size >= DECODER_MIN_SIZE;
-  return decoded ? applyDecoded(job, root) : applyInThread(job, root);
+  const reader =
+    job.reader ?? (job.size >= DECODER_MIN_SIZE ? "decoder" : job.size <= SMALL_BLOB ? "whole" : "stream");
+  if (reader === "decoder") return applyDecoded(job, root);
+  if (reader === "whole") {
+    const r = await applySmall(job, root);
+    if (r !== null) return r;
+  }
+  return applyInThread(job, root);
+}
+
+/** Blobs up to this size are read and decompressed in one go (small layers: the fixed cost counts). */
+export const SMALL_BLOB = 256 * 1024;
+/** ...when they decompress to at most this much; larger ones take the streaming path. */
+const SMALL_TAR = 8 << 20;
+
+/**
+ * A small blob without streams: one synchronous read, one inflate call bounded by SMALL_TAR, both
+ * hashes, then the tar from memory. It spares the thread-pool round trips of a read stream and an
+ * async inflate (several per call), which are most of a small layer's time. null: take the
+ * streaming path (zstd, or a tar larger than SMALL_TAR).
+ */
+async function applySmall(job: ApplyJob, root: string): Promise<ApplyResult | null> {
+  // One byte more than the descriptor says, to notice a longer file without reading all of it.
+  const blob = readUpTo(job.blobPath, job.size + 1);
+  // A longer file: the streaming path reads all of it, to report its real size.
+  if (blob.length > job.size) return null;
+  let tar = blob;
+  if (job.compression !== "none") {
+    const kind = detectCompression(blob, true) ?? "none";
+    if (kind === "zstd") return null;
+    if (kind === "gzip") {
+      try {
+        tar = gunzipSync(blob, { maxOutputLength: SMALL_TAR });
+      } catch (err) {
+        if ((err as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE") return null;
+        throw invalidArgument(`gzip: ${(err as Error).message}`, err);
+      }
+    }
+  }
+  if (blob.length < job.size) return verify(job, "", blob.length, "", 0, undefined);
+  const digest = `sha256:${createHash("sha256").update(blob).digest("hex")}`;
+  const diffId = `sha256:${createHash("sha256").update(tar).digest("hex")}`;
+  const applied = await applyTar(
+    (async function* () {
+      yield tar;
+    })(),
+    root,
+    tarOptions(job),
+  );
+  return verify(job, digest, blob.length, diffId, tar.length, applied);
+}
+
+function readUpTo(path: string, max: number): Buffer {
+  const buf = Buffer.allocUnsafe(max);
+  const fd = openSync(path, "r");
+  try {
+    let n = 0;
+    while (n < max) {
+      const got = readSync(fd, buf, n, max - n, null);
+      if (got === 0) break;
+      n += got;
+    }
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The decoder thread reads, hashes and decompresses; this thread applies the tar meanwhile. */
