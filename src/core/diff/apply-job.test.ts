@@ -152,7 +152,7 @@ void test("decoder thread: a corrupt gzip stream fails the apply, and the next a
     tar,
     (b) => {
       const gz = gzipSync(b);
-      gz.writeUInt32LE(gz.readUInt32LE(gz.length - 8) ^ 1, gz.length - 8); // the CRC
+      gz.writeUInt32LE((gz.readUInt32LE(gz.length - 8) ^ 1) >>> 0, gz.length - 8); // the CRC
       return gz;
     },
     "bad",
