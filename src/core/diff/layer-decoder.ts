@@ -102,9 +102,12 @@ export function decodeLayer(blobPath: string, compression: Compression): Decoded
   const done = (): void => {
     d.worker.off("message", onMessage);
     d.onDeath.delete(onDeath);
+    if (d.onDeath.size === 0) d.worker.unref();
   };
   d.worker.on("message", onMessage);
   d.onDeath.add(onDeath);
+  // Referenced while it works for someone: waiting on the ring alone keeps no event loop alive.
+  d.worker.ref();
   // The consumer stops waiting when the thread dies without ending the stream.
   const stopped = result.then(() => new Promise<never>(() => undefined));
   stopped.catch(() => undefined);
