@@ -41,6 +41,14 @@ export function createByteRing(slots: number, slotSize: number): ByteRing {
   return { buffer: new SharedArrayBuffer(control + slots * slotSize), slots, slotSize };
 }
 
+/**
+ * Makes a ring new again for the next stream. Only while neither side uses it: the producer of
+ * the last stream has ended, failed or seen the abort, and the consumer is done reading.
+ */
+export function resetByteRing(ring: ByteRing): void {
+  views(ring).control.fill(0);
+}
+
 function views(ring: ByteRing): { control: Int32Array; dataOffset: number } {
   return {
     control: new Int32Array(ring.buffer, 0, LENGTHS + ring.slots),
