@@ -47,10 +47,16 @@ void test("the wrapper appends the daemon's output to the log file and passes it
     // bin/berthd's own node flags come first, then main.js and the arguments as given.
     assert.match(logged, /^earlier\nout (?:--\S+ )*\S*main\.js --root a b\nerr \d\n$/);
     assert.equal((await summarizeLogFile(join(bin, "absent.log"))).lines, 0);
-    const profiled = await readFile(await writeBerthdWrapper(dir, { cpuProfileDir: "/p" }), "utf8");
+    const profiledPath = await writeBerthdWrapper(dir, { logFile, cpuProfileDir: "/p", name: "profiled" });
+    const profiled = await readFile(profiledPath, "utf8");
+    assert.ok(!profiled.includes("NODE_OPTIONS"), "node refuses --cpu-prof in NODE_OPTIONS");
+    await promisify(execFile)(profiledPath, ["--root", "a b"], {
+      env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? ""}` },
+    });
+    // The flags reach node itself, ahead of bin/berthd's main.js.
     assert.match(
-      profiled,
-      /^#!\/bin\/sh\nexec node --cpu-prof --cpu-prof-dir='\/p' '.*\/dist\/daemon\/main\.js' "\$@"\n$/,
+      await readFile(logFile, "utf8"),
+      /\nout --cpu-prof --cpu-prof-dir=\/p (?:--\S+ )*\S*\/dist\/daemon\/main\.js --root a b\n/,
     );
     const other = await readFile(
       await writeBerthdWrapper(dir, { berthdPath: "/x/bin/berthd", name: "other" }),

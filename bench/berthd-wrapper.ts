@@ -1,6 +1,6 @@
 // A stand-in for bin/berthd that runs the same build with its output appended to a file, and
-// optionally under `node --cpu-prof` (Node refuses --cpu-prof in NODE_OPTIONS, so the flag has to
-// be on node's own command line). The file is where a service manager would send the output; the
+// optionally under `node --cpu-prof` (Node refuses --cpu-prof in NODE_OPTIONS, so the flag goes on
+// bin/berthd's own node command line, copied into the wrapper). The file is where a service manager would send the output; the
 // harness would otherwise keep the last 4 MiB in a string in the bench process, and trimming it
 // costs that process a CPU-second per few thousand lines once it is full, all of it taken from the
 // 2 CPUs the daemons are measured on.
@@ -26,14 +26,16 @@ export async function writeBerthdWrapper(dir: string, opts: BerthdWrapperOptions
   const path = join(dir, opts.name ?? "berthd-wrapper");
   const lines = ["#!/bin/sh"];
   if (opts.logFile !== undefined) lines.push(`exec >>${quote(resolve(opts.logFile))} 2>&1`);
-  if (opts.cpuProfileDir !== undefined) {
-    // Node 20 refuses --cpu-prof in NODE_OPTIONS: node runs bin/berthd's script with the flag.
-    const main = resolve(dirname(opts.berthdPath ?? BERTHD_PATH), "../dist/daemon/main.js");
-    const flags = `--cpu-prof --cpu-prof-dir=${quote(resolve(opts.cpuProfileDir))}`;
-    lines.push(`exec node ${flags} ${quote(main)} "$@"`, "");
-  } else {
+  const berthd = opts.berthdPath ?? BERTHD_PATH;
+  if (opts.cpuProfileDir === undefined) {
     // bin/berthd itself, so that the bench runs berthd with the node flags it ships with.
-    lines.push(`exec ${quote(opts.berthdPath ?? BERTHD_PATH)} "$@"`, "");
+    lines.push(`exec ${quote(berthd)} "$@"`, "");
+  } else {
+    // Node refuses --cpu-prof in NODE_OPTIONS: bin/berthd's own node command, with the flag added.
+    const exec = (await readFile(berthd, "utf8")).split("\n").find((l) => l.startsWith("exec node "));
+    if (exec === undefined) throw new Error(`${berthd} has no "exec node ..." line to profile`);
+    const flags = `--cpu-prof --cpu-prof-dir=${quote(resolve(opts.cpuProfileDir))}`;
+    lines.push(`here=${quote(dirname(berthd))}`, exec.replace(/^exec node /, `exec node ${flags} `), "");
   }
   await writeFile(path, lines.join("\n"));
   await chmod(path, 0o755);

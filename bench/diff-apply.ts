@@ -15,7 +15,9 @@ import {
 } from "../src/client/index.js";
 import type { ApplyLayer } from "./apply-layer.js";
 import { cpuDelta, ownCpuTimes, treeCpuTimes } from "./process-usage.js";
+import { errorText, interleavedRounds, mapOutcomes, type Outcome } from "./rounds.js";
 import { settleDisks } from "./settle.js";
+import { median } from "./stats.js";
 
 export const SNAPSHOTTER = "overlayfs";
 
@@ -111,4 +113,76 @@ export async function prepareApply(
       }
     },
   };
+}
+
+export interface ApplySummary {
+  rounds: ApplyResult[];
+  medianSeconds: number;
+  medianMegabytesPerSecond: number;
+  medianDaemonCpuSeconds: number;
+}
+
+export interface ApplyRoundsOptions {
+  /** The namespace the layer and the snapshots go to (the same in every daemon). */
+  namespace: string;
+  rounds: number;
+  /** Untimed applies per daemon before the timed rounds (0 by default). */
+  warmups?: number;
+  /** Shown in the progress lines ("Diff.Apply" by default). */
+  label?: string;
+  log: (message: string) => void;
+}
+
+/** The layer uploaded to each daemon, then timed applies taking turns between the daemons. */
+export async function applyRounds<N extends string>(
+  targets: readonly { name: N; address: string; pid: number }[],
+  layer: ApplyLayer,
+  opts: ApplyRoundsOptions,
+): Promise<Record<N, Outcome<ApplySummary>>> {
+  const label = opts.label ?? "Diff.Apply";
+  const out = {} as Record<N, Outcome<ApplySummary>>;
+  const prepared = new Map<N, ApplyTarget>();
+  try {
+    for (const t of targets) {
+      try {
+        prepared.set(t.name, await prepareApply(t, opts.namespace, layer));
+      } catch (err) {
+        opts.log(`  ${t.name} ${label} setup: failed: ${errorText(err)}`);
+        out[t.name] = { ok: false, error: errorText(err) };
+      }
+    }
+    const results = await interleavedRounds(
+      [...prepared.keys()],
+      { warmups: opts.warmups ?? 0, rounds: opts.rounds },
+      async (name, round) => {
+        const target = prepared.get(name);
+        if (target === undefined) throw new Error(`no target ${name}`);
+        const r = await target.applyOnce();
+        const which = round < 0 ? "warm-up" : `round ${round + 1}`;
+        opts.log(
+          `  ${name} ${label} ${which}: ${r.megabytesPerSecond.toFixed(r.megabytesPerSecond < 10 ? 2 : 0)} MB/s ` +
+            `(${(r.seconds * 1000).toFixed(1)} ms, daemon CPU ${r.daemonCpuSeconds.toFixed(3)} s, ` +
+            `${r.daemonUserSeconds.toFixed(3)} user; client CPU ${r.clientCpuSeconds.toFixed(3)} s)`,
+        );
+        return r;
+      },
+      (name, _round, error) => opts.log(`  ${name} ${label}: failed: ${error}`),
+    );
+    Object.assign(
+      out,
+      mapOutcomes(results, (rs) => ({
+        rounds: rs,
+        medianSeconds: median(rs.map((r) => r.seconds)),
+        medianMegabytesPerSecond: median(rs.map((r) => r.megabytesPerSecond)),
+        medianDaemonCpuSeconds: median(rs.map((r) => r.daemonCpuSeconds)),
+      })),
+    );
+    return out;
+  } finally {
+    for (const [name, target] of prepared) {
+      await target
+        .close()
+        .catch((err: unknown) => opts.log(`  ${name} ${label} cleanup: failed: ${errorText(err)}`));
+    }
+  }
 }

@@ -11,14 +11,14 @@ import { MiB, largeTestImage, multiLayerTestImage } from "../test/fixtures/test-
 import { makeTempDir, removeTempDir } from "../test/harness/temp-dir.js";
 import { Version } from "../src/gen/containerd/services/version/v1/version_pb.js";
 import { Images } from "../src/gen/containerd/services/images/v1/images_pb.js";
-import { buildApplyLayer, type ApplyLayer } from "./apply-layer.js";
+import { buildApplyLayer } from "./apply-layer.js";
 import { summarizeLogFile, writeBerthdWrapper } from "./berthd-wrapper.js";
 import { writeBlobFile } from "./blob-file.js";
 import { createCleanups } from "./cleanups.js";
 import { containerBench, containerBenchConfig, containerRows } from "./containers.js";
 import { ingestOnce, type IngestResult } from "./content-ingest.js";
 import { timeCtr } from "./ctr-latency.js";
-import { prepareApply, type ApplyResult } from "./diff-apply.js";
+import { applyRounds } from "./diff-apply.js";
 import { envInt } from "./env-config.js";
 import { pullImage, pullRounds } from "./image-pull.js";
 import { unaryCaller } from "./grpc-unary.js";
@@ -33,7 +33,7 @@ import {
   verdict,
   type Row,
 } from "./report.js";
-import { errorText, interleavedRounds, mapOutcomes, type Outcome } from "./rounds.js";
+import { errorText, type Outcome } from "./rounds.js";
 import { median, summarize, type Summary } from "./stats.js";
 import { measureThroughput, type ThroughputResult } from "./unary-throughput.js";
 
@@ -185,59 +185,6 @@ async function ingestRounds(
           };
   }
   return out;
-}
-
-interface ApplySummary {
-  rounds: ApplyResult[];
-  medianSeconds: number;
-  medianMegabytesPerSecond: number;
-  medianDaemonCpuSeconds: number;
-}
-
-/** The layer uploaded to each daemon, then timed applies taking turns between the daemons. */
-async function applyRounds(
-  targets: readonly Target[],
-  layer: ApplyLayer,
-): Promise<Record<DaemonName, Outcome<ApplySummary>>> {
-  const out = {} as Record<DaemonName, Outcome<ApplySummary>>;
-  const prepared = new Map<DaemonName, Awaited<ReturnType<typeof prepareApply>>>();
-  try {
-    for (const t of targets) {
-      const r = await attempt(`${t.name} apply setup`, () =>
-        prepareApply(t, `${CONFIG.namespace}-apply`, layer),
-      );
-      if (r.ok) prepared.set(t.name, r.value);
-      else out[t.name] = r;
-    }
-    const results = await interleavedRounds(
-      [...prepared.keys()],
-      { warmups: 0, rounds: CONFIG.applyRounds },
-      async (name, round) => {
-        const target = prepared.get(name);
-        if (target === undefined) throw new Error(`no target ${name}`);
-        const r = await target.applyOnce();
-        log(
-          `  ${name} Diff.Apply round ${round + 1}: ${r.megabytesPerSecond.toFixed(0)} MB/s ` +
-            `(${r.seconds.toFixed(2)} s, daemon CPU ${r.daemonCpuSeconds.toFixed(2)} s, ` +
-            `${r.daemonUserSeconds.toFixed(2)} user; client CPU ${r.clientCpuSeconds.toFixed(2)} s)`,
-        );
-        return r;
-      },
-      (name, _round, error) => log(`  ${name} Diff.Apply: failed: ${error}`),
-    );
-    Object.assign(
-      out,
-      mapOutcomes(results, (rs) => ({
-        rounds: rs,
-        medianSeconds: median(rs.map((r) => r.seconds)),
-        medianMegabytesPerSecond: median(rs.map((r) => r.megabytesPerSecond)),
-        medianDaemonCpuSeconds: median(rs.map((r) => r.daemonCpuSeconds)),
-      })),
-    );
-    return out;
-  } finally {
-    for (const [name, target] of prepared) await attempt(`${name} apply cleanup`, () => target.close());
-  }
 }
 
 /** "1 GiB" or "64 MiB". */
@@ -392,7 +339,11 @@ async function main(): Promise<number> {
     });
 
     log(`Diff.Apply of the ${CONFIG.applyMiB} MiB gzip layer x${CONFIG.applyRounds}...`);
-    const apply = await applyRounds(targets, applyLayer);
+    const apply = await applyRounds(targets, applyLayer, {
+      namespace: `${CONFIG.namespace}-apply`,
+      rounds: CONFIG.applyRounds,
+      log,
+    });
 
     const memory = {} as Record<DaemonName, Outcome<{ rss: number; peak: number }>>;
     for (const t of targets) memory[t.name] = await attempt(`${t.name} memory`, () => memoryMiB(t.pid));

@@ -23,6 +23,7 @@ import {
   fgetxattr,
   flistxattr,
   fsetxattr,
+  futimens,
   lgetxattrAt,
   linkat,
   lsetxattrAt,
@@ -155,5 +156,38 @@ void test("chown, times and xattrs without following symlinks", () => {
       () => lsetxattrAt(rootfd, "../x", "trusted.a", Buffer.from("")),
       (e) => hasCode(e, "EINVAL"),
     );
+  });
+});
+
+void test("futimens and utimensat set both times to the nanosecond, over the whole 64-bit range", () => {
+  withTree((dir, rootfd) => {
+    const file = join(dir, "root", "f");
+    writeFileSync(file, "x");
+    const fd = openat(AT.FDCWD, file, O.WRONLY);
+    try {
+      const cases: Array<[number | bigint, number, number | bigint, number]> = [
+        [0, 0, 1, 1],
+        [1700000000, 123456789, 1700000001, 999999999],
+        [2 ** 32 + 5, 7, 2 ** 33 - 1, 8], // seconds past 32 bits (the high word)
+        [-1, 5, -1_000_000_000, 6], // before the epoch (two's complement; ext4 stores back to 1901)
+        [9223372036n, 854775807, 123n, 0], // bigint seconds, as copyParentInfo passes them
+      ];
+      for (const [as, an, ms, mn] of cases) {
+        futimens(fd, { sec: as, nsec: an }, { sec: ms, nsec: mn });
+        const st = statSync(file, { bigint: true });
+        assert.equal(st.atimeNs, BigInt(as) * 1_000_000_000n + BigInt(an), `atime ${as}.${an}`);
+        assert.equal(st.mtimeNs, BigInt(ms) * 1_000_000_000n + BigInt(mn), `mtime ${ms}.${mn}`);
+        utimensat(rootfd, "f", { sec: ms, nsec: mn }, { sec: as, nsec: an });
+        const st2 = statSync(file, { bigint: true });
+        assert.equal(st2.atimeNs, BigInt(ms) * 1_000_000_000n + BigInt(mn));
+        assert.equal(st2.mtimeNs, BigInt(as) * 1_000_000_000n + BigInt(an));
+      }
+      assert.throws(
+        () => futimens(fd, { sec: 2 ** 60, nsec: 0 }, { sec: 0, nsec: 0 }),
+        (e) => hasCode(e, "EINVAL"),
+      );
+    } finally {
+      close(fd);
+    }
   });
 });

@@ -3,7 +3,7 @@
 // openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) and acted on by (dirfd, single name) pairs, so a
 // symlink planted by the same input can never redirect a write outside the root.
 import { arch } from "node:os";
-import { libc, check, OpenHow, Timespec } from "./libc.js";
+import { libc, check, OpenHow } from "./libc.js";
 import { SysError } from "./errno.js";
 import { koffi } from "./libc.js";
 
@@ -76,11 +76,13 @@ const fchownatCall = libc.func(
   "int fchownat(int dirfd, const char *path, uint32_t uid, uint32_t gid, int flags)",
 );
 const fchmodatCall = libc.func("int fchmodat(int dirfd, const char *path, uint32_t mode, int flags)");
+// The two timespecs go in as raw bytes (TIMES below): koffi's struct marshalling cost a few
+// microseconds per call, which showed up once per file of a layer.
 const utimensatCall = libc.func(
-  "int utimensat(int dirfd, const char *path, const berth_timespec *times, int flags)",
+  "int utimensat(int dirfd, const char *path, const uint8_t *times, int flags)",
 );
 // glibc's utimensat refuses a NULL path (EINVAL); futimens is the fd form.
-const futimensCall = libc.func("int futimens(int fd, const berth_timespec *times)");
+const futimensCall = libc.func("int futimens(int fd, const uint8_t *times)");
 const readlinkatCall = libc.func(
   "ssize_t readlinkat(int dirfd, const char *path, _Out_ uint8_t *buf, size_t size)",
 );
@@ -197,6 +199,29 @@ export interface TimeSpec {
   nsec: number;
 }
 
+/** struct timespec[2] (64-bit time_t and long on x86_64 and arm64), reused by every call. */
+const TIMES = Buffer.alloc(4 * 8);
+const TIMES32 = new Int32Array(TIMES.buffer, TIMES.byteOffset, 8);
+
+function putInt64(slot: number, v: number | bigint): void {
+  if (typeof v === "bigint") {
+    TIMES.writeBigInt64LE(v, slot * 8);
+    return;
+  }
+  if (!Number.isSafeInteger(v)) throw new SysError(22 /* EINVAL */, "utimensat");
+  const high = Math.floor(v / 0x1_0000_0000);
+  TIMES32[slot * 2] = v - high * 0x1_0000_0000; // the low 32 bits, stored as int32
+  TIMES32[slot * 2 + 1] = high;
+}
+
+function fillTimes(atime: TimeSpec, mtime: TimeSpec): Buffer {
+  putInt64(0, atime.sec);
+  putInt64(1, atime.nsec);
+  putInt64(2, mtime.sec);
+  putInt64(3, mtime.nsec);
+  return TIMES;
+}
+
 /** Sets atime and mtime of name in dirfd without following a final symlink. */
 export function utimensat(
   dirfd: number,
@@ -205,21 +230,13 @@ export function utimensat(
   mtime: TimeSpec,
   flags = AT.SYMLINK_NOFOLLOW,
 ): void {
-  const times = [
-    { tv_sec: atime.sec, tv_nsec: atime.nsec },
-    { tv_sec: mtime.sec, tv_nsec: mtime.nsec },
-  ];
-  const r = utimensatCall(dirfd, name, koffi.as(times, koffi.pointer(Timespec)), flags) as number;
+  const r = utimensatCall(dirfd, name, fillTimes(atime, mtime), flags) as number;
   check(r, "utimensat", name);
 }
 
 /** Sets times on an open fd (futimens). */
 export function futimens(fd: number, atime: TimeSpec, mtime: TimeSpec): void {
-  const times = [
-    { tv_sec: atime.sec, tv_nsec: atime.nsec },
-    { tv_sec: mtime.sec, tv_nsec: mtime.nsec },
-  ];
-  check(futimensCall(fd, koffi.as(times, koffi.pointer(Timespec))) as number, "futimens");
+  check(futimensCall(fd, fillTimes(atime, mtime)) as number, "futimens");
 }
 
 export function readlinkat(dirfd: number, name: string): string {

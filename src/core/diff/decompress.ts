@@ -63,6 +63,11 @@ export function detectCompression(head: Uint8Array, final: boolean): Compression
 
 /** Zlib's output chunk: larger than its 16 KiB default, so the applier sees fewer chunks. */
 const GUNZIP_CHUNK = 128 * 1024;
+/**
+ * Decompressed bytes buffered ahead of the consumer: the decompressor (zlib runs on the libuv
+ * threadpool) keeps going while the consumer hashes and writes files, up to this much.
+ */
+const READ_AHEAD = 1 << 20;
 /** zstd's default decoder limit (128 MiB windows); larger ones are refused, not allocated. */
 const ZSTD_WINDOW_LOG_MAX = 27;
 
@@ -71,9 +76,17 @@ const ZSTD_WINDOW_LOG_MAX = 27;
  * decide (gzip, zstd or none), as containerd's DecompressStream does, so a mislabelled layer is
  * still read.
  */
-export function decompressStream(kind: Compression = "none"): Transform {
+export function decompressStream(kind: Compression = "none", opts: DecompressOptions = {}): Transform {
   void kind;
-  return new SniffingDecompressor();
+  return new SniffingDecompressor(opts.gunzipChunk ?? GUNZIP_CHUNK);
+}
+
+export interface DecompressOptions {
+  /**
+   * zlib's output chunk. Each chunk takes one turn of the event loop to hand over and start the
+   * next, so an event loop that is busy elsewhere inflates no faster than a chunk per turn.
+   */
+  gunzipChunk?: number;
 }
 
 class SniffingDecompressor extends Transform {
@@ -81,6 +94,10 @@ class SniffingDecompressor extends Transform {
   private headLength = 0;
   private inner: Transform | null = null;
   private passthrough = false;
+
+  constructor(private readonly gunzipChunk: number) {
+    super({ readableHighWaterMark: READ_AHEAD });
+  }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     if (this.passthrough) {
@@ -142,7 +159,7 @@ class SniffingDecompressor extends Transform {
       done(null, head);
       return;
     }
-    const inner = kind === "gzip" ? createGunzip({ chunkSize: GUNZIP_CHUNK }) : new ZstdDecompress();
+    const inner = kind === "gzip" ? createGunzip({ chunkSize: this.gunzipChunk }) : new ZstdDecompress();
     this.inner = inner;
     inner.on("data", (out: Buffer) => {
       // Backpressure: stop the decompressor while our reader is full.
