@@ -9,6 +9,7 @@ import { createOverlaySnapshotter, overlaySupported } from "../core/snapshots/ov
 import { createNativeSnapshotter } from "../core/snapshots/native.js";
 import type { Snapshotter } from "../core/snapshots/snapshotter.js";
 import { createWorkerPool } from "../core/diff/worker-pool.js";
+import { releaseFreeMemory } from "../sys/malloc.js";
 import { createWalkingDiffer, type Differ } from "../core/diff/walking-differ.js";
 import { registerService } from "../services/grpc-adapter.js";
 import { Snapshots, snapshotsService } from "../services/snapshots-service.js";
@@ -55,7 +56,12 @@ export function snapshotPlugins(): PluginRegistration[] {
       requires: ["io.containerd.metadata.v1"],
       init: (ic): Differ & { close(): Promise<void> } => {
         const md = ic.get<Metadata>("io.containerd.metadata.v1");
-        const pool = createWorkerPool({ script: workerScript, size: Math.max(2, availableParallelism()) });
+        const pool = createWorkerPool({
+          script: workerScript,
+          size: Math.max(2, availableParallelism()),
+          // Applies leave glibc holding what their threads freed (worker isolates, zlib, rings).
+          onAllRetired: () => void releaseFreeMemory(),
+        });
         const differ = createWalkingDiffer({
           contentFor: (ctx) => md.content.forContext(ctx),
           blobPath: (d) => md.backend.blobPath(d),

@@ -21,7 +21,7 @@ parentPort.on("message", (req) => {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function withPool(
-  opts: { size: number; idleMs?: number },
+  opts: { size: number; idleMs?: number; onAllRetired?: () => void },
   fn: (pool: WorkerPool) => Promise<void>,
 ): Promise<void> {
   const pool = createWorkerPool({ script: WORKER, ...opts });
@@ -44,7 +44,8 @@ void test("jobs run in at most size workers, and answer errors with their codes"
 });
 
 void test("an idle worker is retired after idleMs, and a new one serves the next job", async () => {
-  await withPool({ size: 2, idleMs: 50 }, async (pool) => {
+  let allRetired = 0;
+  await withPool({ size: 2, idleMs: 50, onAllRetired: () => allRetired++ }, async (pool) => {
     const first = await pool.run<{ threadId: number }>("echo", { ms: 0 });
     assert.equal(pool.workers, 1);
     // Still busy for longer than idleMs: a busy worker is never retired.
@@ -54,6 +55,7 @@ void test("an idle worker is retired after idleMs, and a new one serves the next
     assert.equal((await long).threadId, first.threadId);
     await sleep(200);
     assert.equal(pool.workers, 0);
+    assert.equal(allRetired, 1, "told once that the last worker is gone");
     const next = await pool.run<{ threadId: number }>("echo", { ms: 0 });
     assert.notEqual(next.threadId, first.threadId);
     assert.equal(pool.workers, 1);

@@ -24,6 +24,11 @@ export interface WorkerPoolOptions {
   size: number;
   /** How long an idle worker lives before it is terminated (default 30 s). */
   idleMs?: number;
+  /**
+   * Called when idleness has retired the last worker, once its thread is gone (berthd hands the
+   * memory the threads freed back to the kernel then).
+   */
+  onAllRetired?: () => void;
 }
 
 export interface WorkerPool {
@@ -78,17 +83,21 @@ export function createWorkerPool(opts: WorkerPoolOptions): WorkerPool {
       return;
     }
     slot.idleTimer = setTimeout(() => {
-      if (!slot.busy) discard(slot);
+      if (slot.busy) return;
+      const exited = discard(slot);
+      if (slots.length === 0 && opts.onAllRetired !== undefined) void exited.then(opts.onAllRetired);
     }, idleMs);
     slot.idleTimer.unref();
   };
 
-  const discard = (slot: Slot): void => {
+  /** Ends slot's worker; resolves once its thread is gone. */
+  const discard = (slot: Slot): Promise<unknown> => {
     clearTimeout(slot.idleTimer);
     const i = slots.indexOf(slot);
     if (i >= 0) slots.splice(i, 1);
-    void slot.worker.terminate();
+    const exited = slot.worker.terminate().catch(() => undefined);
     queue.shift()?.();
+    return exited;
   };
 
   return {
@@ -117,19 +126,19 @@ export function createWorkerPool(opts: WorkerPoolOptions): WorkerPool {
         const onError = (err: Error): void => {
           if (settled) return;
           cleanup();
-          discard(slot);
+          void discard(slot);
           pending.reject(new BerthError("unknown", `worker failed: ${err.message}`, { cause: err }));
         };
         const onExit = (code: number): void => {
           if (settled) return;
           cleanup();
-          discard(slot);
+          void discard(slot);
           pending.reject(new BerthError("unknown", `worker exited with code ${code}`));
         };
         const onAbort = (): void => {
           if (settled) return;
           cleanup();
-          discard(slot);
+          void discard(slot);
           pending.reject(new BerthError("canceled", "context canceled"));
         };
         slot.worker.on("message", onMessage);
