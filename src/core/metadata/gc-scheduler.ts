@@ -82,19 +82,14 @@ export function createGcScheduler(opts: GcSchedulerOptions): GcScheduler {
     dirty = false;
     const begin = performance.now();
     const run = (async () => {
-      let pauseMs: number | undefined;
       try {
         const stats = await opts.collect();
-        pauseMs = stats.pauseMs;
         lastStats = stats;
         opts.log?.(stats);
         return stats;
       } finally {
         lastEnd = performance.now();
-        // Paced by the pause (the sweep, which holds up the event loop), as containerd paces by its
-        // MetaD, not by the waits for the disk and the removals after it; by the whole run if it
-        // failed before saying.
-        lastDuration = pauseMs ?? lastEnd - begin;
+        lastDuration = lastEnd - begin;
         current = undefined;
         afterRun();
       }

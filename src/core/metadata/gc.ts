@@ -15,13 +15,6 @@ export const gcLabels = {
 
 export interface GcStats {
   durationMs: number;
-  /**
-   * The mark and sweep alone: the synchronous transaction, which holds up the event loop. The
-   * scheduler paces collections by it, as containerd's by its MetaD, not by the waits for the disk
-   * and the file removals after it (an fsync's latency would otherwise space collections seconds
-   * apart, leaving garbage of deletions long after them).
-   */
-  pauseMs: number;
   /** Content rows removed (one per namespace and digest). */
   contentRemoved: number;
   ingestsRemoved: number;
@@ -430,7 +423,6 @@ export async function collectGarbage(db: MetadataDB, deps: GcDeps): Promise<GcSt
     const start = performance.now();
     const now = deps.now?.() ?? Date.now();
     const sweep = db.transaction(() => markAndSweep(db, now)).immediate();
-    const pauseMs = performance.now() - start;
     // The rows must be gone for good before the bytes they named are: a power loss must not
     // bring back a row whose blob or snapshot was removed.
     await metadataDurable(db);
@@ -514,7 +506,6 @@ export async function collectGarbage(db: MetadataDB, deps: GcDeps): Promise<GcSt
 
     return {
       durationMs: performance.now() - start,
-      pauseMs,
       contentRemoved: sweep.contentRemoved,
       ingestsRemoved: sweep.ingestsRemoved,
       snapshotsRemoved,
