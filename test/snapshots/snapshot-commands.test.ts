@@ -82,6 +82,16 @@ void describe("ctr snapshots: berthd vs containerd", { timeout: 240_000 }, () =>
     await pushImage(registry.url, image.repo, image.tag, image);
     const r = await both(["images", "pull", "--plain-http", imageRef(registry.host, image)], namespace);
     for (const d of DAEMONS) assert.equal(r[d].code, 0, `${d}: ${r[d].stderr}`);
+    // The pull's lease deletion schedules a collection, paced after the last one; the snapshots
+    // these tests make hold no lease and no gc.root label, so no collection may be pending when
+    // they are made. A synchronous one (`leases delete --sync`) runs now and takes its place.
+    for (const args of [
+      ["leases", "create", "--id", "settle"],
+      ["leases", "delete", "--sync", "settle"],
+    ]) {
+      const settled = await both(args, namespace);
+      for (const d of DAEMONS) assert.equal(settled[d].code, 0, `${d}: ${settled[d].stderr}`);
+    }
   });
 
   after(async () => {
