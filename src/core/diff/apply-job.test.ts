@@ -318,4 +318,6 @@ void test("whole-blob reader: corrupt data, sizes and digests that do not match 
     "data-loss",
     /uncompressed digest/,
   );
+  // The whole blob is checked before anything is applied: the refused layers wrote nothing.
+  for (const name of ["d", "e"]) assert.deepEqual(readdirSync(join(dir, name)), [], `${name} is empty`);
 });

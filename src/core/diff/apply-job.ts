@@ -108,6 +108,9 @@ async function applySmall(job: ApplyJob, root: string): Promise<ApplyResult | nu
   if (blob.length < job.size) return verify(job, "", blob.length, "", 0, undefined);
   const digest = `sha256:${createHash("sha256").update(blob).digest("hex")}`;
   const diffId = `sha256:${createHash("sha256").update(tar).digest("hex")}`;
+  // The whole layer is in memory and hashed: a blob that is not what the descriptor says is
+  // refused before a single file is written.
+  verify(job, digest, blob.length, diffId, tar.length, { entries: 0, bytes: 0 });
   const applied = await applyTar(
     (async function* () {
       yield tar;
