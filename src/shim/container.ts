@@ -448,7 +448,16 @@ const ignoreGone = (err: unknown): void => {
  * finished here; anything else is left for `runc create` to refuse.
  */
 async function clearStoppedLeftover(runc: Runc, id: string): Promise<void> {
-  if (runc.root === undefined || !existsSync(join(runc.root, id))) return;
+  if (runc.root === undefined) return;
+  const dir = join(runc.root, id);
+  // The other shim's `runc delete` is most likely still running: give it time to finish rather
+  // than race it (a `runc state` of a half-removed dir fails, and runc create would refuse).
+  for (let waited = 0; existsSync(dir) && waited < LEFTOVER_WAIT_MS; waited += 10)
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  if (!existsSync(dir)) return;
   const state = await runc.state(id).catch(() => undefined);
   if (state?.status === "stopped") await runc.delete(id, { force: true }).catch(ignoreGone);
 }
+
+/** How long a Create waits for another shim's deferred `runc delete` of the same id. */
+const LEFTOVER_WAIT_MS = 2000;

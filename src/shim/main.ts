@@ -95,7 +95,8 @@ async function serve(flags: ShimFlags): Promise<void> {
   let idleTimer: NodeJS.Timeout | undefined;
   const exit = () => {
     void (async () => {
-      await service.retired();
+      // Deferred `runc delete`s finish first, unless one hangs (a frozen cgroup, a stuck disk).
+      await Promise.race([service.retired(), new Promise((r) => setTimeout(r, 10_000))]);
       await Promise.race([publisher.flush(), new Promise((r) => setTimeout(r, 2000))]);
       await server.close();
       await rm(flags.socket, { force: true });
