@@ -955,6 +955,9 @@ void describe("breakout corpus through Snapshots and Diff", { timeout: 300_000 }
       // daemon's other files, not the parent snapshot.
       assert.ok(lstatSync(applyRoot).isDirectory(), "the apply root is still a directory");
       assert.deepEqual(diffStates(before, outsideState(applyRoot)), [], "changes outside the snapshot");
+      // What the shim pool's socket dir holds is the pool's own: sockets and their log FIFOs.
+      for (const name of readdirSync(join(state, "s")))
+        assert.match(name, /^[0-9a-f]{24,32}(\.log)?$/, `state/s/${name}`);
       assert.equal(hostState(), hostBefore, "host files changed");
 
       // Never committed: the case's namespace holds the active extract snapshot (and the base).
