@@ -6,7 +6,7 @@
 // loop between slices: a call on an inode in the page cache (a tree just unpacked) takes a few
 // microseconds, a round trip through the libuv threadpool ten times that in CPU and more in
 // latency, and a commit of a small layer needs only one slice.
-import { lstatSync, readdirSync } from "node:fs";
+import { lstatSync, opendirSync, type Dir } from "node:fs";
 import { join } from "node:path";
 import { hasCode } from "../../sys/errno.js";
 import type { SnapshotUsage } from "./snapshotter.js";
@@ -45,17 +45,23 @@ export async function diskUsage(root: string, signal?: AbortSignal): Promise<Sna
   if (count(root, true)) dirs.push(root);
   for (let dir = dirs.pop(); dir !== undefined; dir = dirs.pop()) {
     signal?.throwIfAborted();
-    let names: string[];
+    let entries: Dir;
     try {
-      names = readdirSync(dir);
+      entries = opendirSync(dir, { bufferSize: 128 });
     } catch (err) {
       if (dir !== root && hasCode(err, "ENOENT")) continue;
       throw err;
     }
-    for (const name of names) {
-      const p = join(dir, name);
-      if (count(p, false)) dirs.push(p);
-      if (sliceOver()) await yieldNow();
+    // Entry by entry (getdents in batches), not readdirSync's whole listing at once: a directory
+    // with a million entries, which any container can make, must not hold the event loop for it.
+    try {
+      for (let e = entries.readSync(); e !== null; e = entries.readSync()) {
+        const p = join(dir, e.name);
+        if (count(p, false)) dirs.push(p);
+        if (sliceOver()) await yieldNow();
+      }
+    } finally {
+      entries.closeSync();
     }
     if (sliceOver()) await yieldNow();
   }
