@@ -131,12 +131,16 @@ export function createNamespacedSnapshots(
   let reservation: Promise<void> = Promise.resolve();
   const nextSeq = async (): Promise<number> => {
     if (seq >= reserved) {
-      db.transaction(() => {
+      // The new block is taken only once its write has committed: a failed write (SQLITE_BUSY)
+      // must not leave numbers in use that no stored value covers.
+      const [from, to] = db.transaction((): [number, number] => {
         const row = readSeq.get();
-        seq = Math.max(seq, row ? Number(row.value) : 0);
-        reserved = seq + seqBlock;
-        storeSeq.run(String(reserved));
+        const start = Math.max(seq, row ? Number(row.value) : 0);
+        storeSeq.run(String(start + seqBlock));
+        return [start, start + seqBlock];
       })();
+      seq = from;
+      reserved = to;
       reservation = metadataDurable(db);
     }
     const n = ++seq;
