@@ -51,6 +51,9 @@ interface Spare {
 
 const socketPath = (address: string) => address.replace(/^unix:\/\//, "");
 
+/** How many refill delays in a row a churning group may put the next spare off by. */
+const MAX_REFILL_DEFERRALS = 10;
+
 export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
   const groups = new Map<string, { address: Promise<string>; resolved?: string }>();
   const spares: Promise<Spare>[] = [];
@@ -60,6 +63,8 @@ export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
   let refillTimer: NodeJS.Timeout | undefined;
   /** A shim came back (release kept it) since the refill timer was set. */
   let returned = false;
+  /** Refills put off in a row because shims kept coming back. */
+  let deferrals = 0;
   let closed = false;
   /** The log FIFO readers of the shims this pool knows, by address. */
   const logs = new Map<string, ShimLogReader>();
@@ -135,8 +140,15 @@ export function createBerthShimPool(opts: BerthShimPoolOptions): BerthShimPool {
       // A shim came back while we waited: its group is churning (run --rm after run --rm), taking
       // the spare and giving it back each time. A new spare started now would only be shut down
       // at the next return (a Node boot, ~150 ms of CPU, for nothing): wait again instead.
-      if (returned && spares.length < wanted) scheduleRefill();
-      else refill();
+      // Only a few times in a row: other groups may be taking spares meanwhile, and each of them
+      // without one waits for a Node boot.
+      if (returned && spares.length < wanted && deferrals < MAX_REFILL_DEFERRALS) {
+        deferrals++;
+        scheduleRefill();
+      } else {
+        deferrals = 0;
+        refill();
+      }
     }, opts.refillDelayMs ?? 1000);
     refillTimer.unref();
   }

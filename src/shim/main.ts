@@ -58,6 +58,9 @@ async function deleteAction(flags: ShimFlags): Promise<void> {
   process.stdout.write(toBinary(DeleteResponseSchema, resp));
 }
 
+/** Linux's PIPE_BUF: writes of at most this many bytes to a pipe are atomic. */
+const PIPE_BUF = 4096;
+
 /** Idle spares and emptied shims exit after this long with no container and no connection. */
 const idleExitMs = Number(process.env.BERTH_SHIM_IDLE_EXIT_MS ?? "") || 60_000;
 
@@ -74,7 +77,14 @@ async function serve(flags: ShimFlags): Promise<void> {
     if (logFile) appendFileSync(logFile, line);
     if (fifoFd !== undefined) {
       try {
-        writeSync(fifoFd, line);
+        // At most PIPE_BUF bytes, so that each line is one atomic write the reader never splits.
+        const bytes = Buffer.from(line);
+        writeSync(
+          fifoFd,
+          bytes.length <= PIPE_BUF
+            ? bytes
+            : Buffer.concat([bytes.subarray(0, PIPE_BUF - 4), Buffer.from("...\n")]),
+        );
       } catch {
         // A full pipe (nobody has read it for 64 KiB): the line is dropped, the shim goes on.
       }
