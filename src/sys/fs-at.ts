@@ -2,7 +2,7 @@
 // untrusted tree (an image layer being applied, a snapshot being diffed) are resolved here with
 // openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) and acted on by (dirfd, single name) pairs, so a
 // symlink planted by the same input can never redirect a write outside the root.
-import { arch } from "node:os";
+import { arch, endianness } from "node:os";
 import { libc, check, OpenHow } from "./libc.js";
 import { SysError } from "./errno.js";
 import { koffi } from "./libc.js";
@@ -200,6 +200,8 @@ export interface TimeSpec {
 }
 
 /** struct timespec[2] (64-bit time_t and long on x86_64 and arm64), reused by every call. */
+if (koffi.sizeof("long") !== 8 || endianness() !== "LE")
+  throw new Error("berth's timespec layout needs a 64-bit little-endian platform (x86_64, arm64)");
 const TIMES = Buffer.alloc(4 * 8);
 const TIMES32 = new Int32Array(TIMES.buffer, TIMES.byteOffset, 8);
 
