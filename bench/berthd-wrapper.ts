@@ -6,7 +6,8 @@
 // 2 CPUs the daemons are measured on.
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { BERTHD_PATH } from "../test/harness/berthd.js";
+import { BERTHD_PATH, startBerthd, type BerthdHandle } from "../test/harness/berthd.js";
+import { errorText } from "./rounds.js";
 
 export interface BerthdWrapperOptions {
   /** stdout and stderr are appended there (not passed to the harness) when given. */
@@ -74,4 +75,22 @@ export async function summarizeLogFile(path: string): Promise<LogSummary> {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return summarizeLog("");
     throw err;
   }
+}
+
+/**
+ * Starts berthd through a wrapper (writeBerthdWrapper) logging to opts.logFile at logLevel ("info":
+ * the harness's default, debug, would cost a log line per call). A berthd that does not come up
+ * fails with the tail of its log.
+ */
+export async function startWrappedBerthd(
+  dir: string,
+  opts: BerthdWrapperOptions & { logFile: string; logLevel?: string },
+): Promise<BerthdHandle> {
+  const binary = await writeBerthdWrapper(dir, opts);
+  return startBerthd({ extraArgs: ["--log-level", opts.logLevel ?? "info"], binary }).catch(
+    async (err: unknown) => {
+      const tail = (await readFile(opts.logFile, "utf8").catch(() => "")).split("\n").slice(-20).join("\n");
+      throw new Error(`${errorText(err)}\n--- ${opts.logFile} tail ---\n${tail}`);
+    },
+  );
 }

@@ -9,12 +9,11 @@ import { mkdir, readdir, readFile, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import { busyboxImage } from "../test/fixtures/busybox.js";
 import { writeOciArchive } from "../test/fixtures/oci-image.js";
-import { startBerthd } from "../test/harness/berthd.js";
 import { startContainerd } from "../test/harness/containerd.js";
 import { ctrOk, runCtr } from "../test/harness/ctr.js";
 import { pidsWithArgs } from "../test/harness/process-tree.js";
 import { makeTempDir, removeTempDir } from "../test/harness/temp-dir.js";
-import { summarizeLogFile, writeBerthdWrapper, type LogSummary } from "./berthd-wrapper.js";
+import { summarizeLogFile, startWrappedBerthd, type LogSummary } from "./berthd-wrapper.js";
 import { createCleanups, type Cleanups } from "./cleanups.js";
 import {
   mapLimit,
@@ -220,16 +219,10 @@ async function runSection(opts: ContainerBenchOptions, cleanups: Cleanups): Prom
   await writeOciArchive(archive, { image: await busyboxImage({ format: "oci" }), name: IMAGE });
 
   log("starting a fresh berthd and containerd for the container benchmarks...");
-  const binary = await writeBerthdWrapper(dir, {
+  const berthd = await startWrappedBerthd(dir, {
     logFile: berthdLog,
     ...(opts.berthdCpuProfileDir ? { cpuProfileDir: opts.berthdCpuProfileDir } : {}),
   });
-  const berthd = await startBerthd({ extraArgs: ["--log-level", "info"], binary }).catch(
-    async (err: unknown) => {
-      const tail = (await readFile(berthdLog, "utf8").catch(() => "")).split("\n").slice(-20).join("\n");
-      throw new Error(`${errorText(err)}\n--- ${berthdLog} tail ---\n${tail}`);
-    },
-  );
   // Shims outlive berthd by design (a restart reconnects to them): end them first.
   cleanups.add("stop berthd", () => berthd.stop());
   cleanups.add("kill berthd's shims", () => berthd.killShims());

@@ -1,5 +1,6 @@
 // Renders the comparison: one row per metric, each daemon's value, the ratio and who wins.
 import type { MachineInfo } from "./machine-info.js";
+import type { Outcome } from "./rounds.js";
 
 export interface Row {
   metric: string;
@@ -123,4 +124,28 @@ export function renderTargets(checks: readonly TargetCheck[]): string {
       return `target ${status}: ${c.metric}: ${c.goal} (measured ${fmt(c.actual)})`;
     })
     .join("\n");
+}
+
+/**
+ * A row comparing berthd and containerd from their outcomes (a failed or missing side shows as
+ * n/a, with its error).
+ */
+export function comparisonRow<T>(
+  metric: string,
+  unit: string,
+  better: Row["better"],
+  results: { berthd?: Outcome<T>; containerd?: Outcome<T> },
+  pick: (v: T) => number,
+): Row {
+  const b = results.berthd ?? { ok: false, error: "not run" };
+  const c = results.containerd ?? { ok: false, error: "not run" };
+  return {
+    metric,
+    unit,
+    better,
+    berthd: b.ok ? pick(b.value) : null,
+    containerd: c.ok ? pick(c.value) : null,
+    ...(b.ok ? {} : { berthdError: b.error }),
+    ...(c.ok ? {} : { containerdError: c.error }),
+  };
 }

@@ -1,7 +1,7 @@
 // `node --import tsx bench/run-pulls.ts`: only the multi-layer pull section of `npm run bench`
 // (image-pull.ts), on its own fresh berthd and containerd and one registry, taking turns between
 // the daemons; prints the JSON, then the table.
-import { writeFile, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startBerthd } from "../test/harness/berthd.js";
 import { startContainerd } from "../test/harness/containerd.js";
@@ -9,21 +9,13 @@ import { startRegistry } from "../test/harness/registry.js";
 import { pushImage } from "../test/fixtures/registry-push.js";
 import { multiLayerTestImage } from "../test/fixtures/test-images.js";
 import { makeTempDir, removeTempDir } from "../test/harness/temp-dir.js";
-import { summarizeLogFile, writeBerthdWrapper } from "./berthd-wrapper.js";
-import { createCleanups } from "./cleanups.js";
+import { summarizeLogFile, startWrappedBerthd, writeBerthdWrapper } from "./berthd-wrapper.js";
 import { envInt } from "./env-config.js";
 import { pullImage, pullRounds, rpcTimes, type PullSummary } from "./image-pull.js";
 import { machineInfo } from "./machine-info.js";
-import {
-  checkTargets,
-  ratio,
-  renderMachine,
-  renderTable,
-  renderTargets,
-  verdict,
-  type Row,
-} from "./report.js";
-import { errorText, type Outcome } from "./rounds.js";
+import { checkTargets, comparisonRow, ratio, renderMachine, verdict, type Row } from "./report.js";
+import { publishReport, runSection } from "./section-runner.js";
+import { type Outcome } from "./rounds.js";
 
 const OUT = process.env.BENCH_OUT ?? "/tmp/berth-bench-pulls.json";
 const ROUNDS = envInt(process.env, "BENCH_PULL_ROUNDS", 10);
@@ -50,6 +42,7 @@ function log(msg: string): void {
 }
 
 /** A row of berthd (or, with of = "baseline", the baseline build in its column) against containerd. */
+/** A pull row of berthd (or the baseline build, as "berthd") against containerd. */
 function row(
   metric: string,
   unit: string,
@@ -57,165 +50,122 @@ function row(
   pick: (s: PullSummary) => number,
   of: "berthd" | "baseline" = "berthd",
 ): Row {
-  const b = results[of] ?? { ok: false, error: "not run" };
-  const c = results.containerd ?? { ok: false, error: "not run" };
-  return {
-    metric,
-    unit,
-    better: "lower",
-    berthd: b.ok ? pick(b.value) : null,
-    containerd: c.ok ? pick(c.value) : null,
-    ...(b.ok ? {} : { berthdError: b.error }),
-    ...(c.ok ? {} : { containerdError: c.error }),
-  };
+  return comparisonRow(metric, unit, "lower", { berthd: results[of], containerd: results.containerd }, pick);
 }
 
-async function main(): Promise<number> {
-  const cleanups = createCleanups();
-  const onSignal = (signal: NodeJS.Signals): void => {
-    log(`\n${signal}: stopping the daemons and removing temp dirs`);
-    void cleanups.run().finally(() => process.exit(130));
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+runSection(async (cleanups) => {
   const started = Date.now();
-  try {
-    const machine = machineInfo();
-    log(renderMachine(machine));
-    const dir = await makeTempDir("bench-pulls");
-    cleanups.add("remove temp dir", () => removeTempDir(dir));
+  const machine = machineInfo();
+  log(renderMachine(machine));
+  const dir = await makeTempDir("bench-pulls");
+  cleanups.add("remove temp dir", () => removeTempDir(dir));
 
-    // Built and pushed before the daemons start, so that none of it competes with them for CPU.
-    const multi = await multiLayerTestImage("gzip", { repo: "bench/layers" });
-    const registry = await startRegistry();
-    cleanups.add("stop registry", () => registry.stop());
-    await pushImage(registry.url, multi.repo, multi.tag, multi);
-    const multiTarBytes = (multi.built?.layers ?? []).reduce((n, l) => n + l.tar.length, 0);
-    const image = pullImage(registry.host, multi, multiTarBytes);
+  // Built and pushed before the daemons start, so that none of it competes with them for CPU.
+  const multi = await multiLayerTestImage("gzip", { repo: "bench/layers" });
+  const registry = await startRegistry();
+  cleanups.add("stop registry", () => registry.stop());
+  await pushImage(registry.url, multi.repo, multi.tag, multi);
+  const multiTarBytes = (multi.built?.layers ?? []).reduce((n, l) => n + l.tar.length, 0);
+  const image = pullImage(registry.host, multi, multiTarBytes);
 
-    log("starting berthd and containerd...");
-    const berthdLog = join(dir, "berthd.log");
-    const berthdBinary = await writeBerthdWrapper(dir, {
-      logFile: berthdLog,
-      ...(BERTHD_CPU_PROF ? { cpuProfileDir: BERTHD_CPU_PROF } : {}),
+  log("starting berthd and containerd...");
+  const berthdLog = join(dir, "berthd.log");
+  const logLevel = RPC_TIMES ? "debug" : "info";
+  const berthd = await startWrappedBerthd(dir, {
+    logFile: berthdLog,
+    logLevel,
+    ...(BERTHD_CPU_PROF ? { cpuProfileDir: BERTHD_CPU_PROF } : {}),
+  });
+  cleanups.add("stop berthd", () => berthd.stop());
+  const containerd = await startContainerd({ logLevel: "info" });
+  cleanups.add("stop containerd", () => containerd.stop());
+  let baseline: Awaited<ReturnType<typeof startBerthd>> | undefined;
+  if (BASELINE !== undefined) {
+    const baseBinary = await writeBerthdWrapper(dir, {
+      logFile: join(dir, "baseline.log"),
+      name: "baseline-wrapper",
+      berthdPath: BASELINE,
     });
-    const logLevel = RPC_TIMES ? "debug" : "info";
-    const berthd = await startBerthd({ extraArgs: ["--log-level", logLevel], binary: berthdBinary }).catch(
-      async (err: unknown) => {
-        const tail = (await readFile(berthdLog, "utf8").catch(() => "")).split("\n").slice(-20).join("\n");
-        throw new Error(`${errorText(err)}\n--- ${berthdLog} tail ---\n${tail}`);
-      },
-    );
-    cleanups.add("stop berthd", () => berthd.stop());
-    const containerd = await startContainerd({ logLevel: "info" });
-    cleanups.add("stop containerd", () => containerd.stop());
-    let baseline: Awaited<ReturnType<typeof startBerthd>> | undefined;
-    if (BASELINE !== undefined) {
-      const baseBinary = await writeBerthdWrapper(dir, {
-        logFile: join(dir, "baseline.log"),
-        name: "baseline-wrapper",
-        berthdPath: BASELINE,
-      });
-      baseline = await startBerthd({ extraArgs: ["--log-level", logLevel], binary: baseBinary });
-      const b = baseline;
-      cleanups.add("stop baseline berthd", () => b.stop());
-    }
+    baseline = await startBerthd({ extraArgs: ["--log-level", logLevel], binary: baseBinary });
+    const b = baseline;
+    cleanups.add("stop baseline berthd", () => b.stop());
+  }
 
-    log(
-      `ctr images pull of the multi-layer image (${multi.layerDescriptors.length} layers): ` +
-        `${WARMUPS} warm-up + ${ROUNDS} rounds per daemon...`,
-    );
-    const pulls = await pullRounds(
-      [
-        { name: "berthd" as const, address: berthd.address, pid: berthd.pid, root: berthd.root },
-        {
-          name: "containerd" as const,
-          address: containerd.address,
-          pid: containerd.pid,
-          root: containerd.root,
-        },
-        ...(baseline === undefined
-          ? []
-          : [
-              {
-                name: "baseline" as const,
-                address: baseline.address,
-                pid: baseline.pid,
-                root: baseline.root,
-              },
-            ]),
-      ],
-      image,
-      "multi-layer",
-      { rounds: ROUNDS, warmups: WARMUPS, timeoutMs: 120_000, log },
-    );
-
-    const rows: Row[] = [
+  log(
+    `ctr images pull of the multi-layer image (${multi.layerDescriptors.length} layers): ` +
+      `${WARMUPS} warm-up + ${ROUNDS} rounds per daemon...`,
+  );
+  const pulls = await pullRounds(
+    [
+      { name: "berthd" as const, address: berthd.address, pid: berthd.pid, root: berthd.root },
       {
-        ...row(
-          `pull multi-layer image (${multi.layerDescriptors.length} layers), median of ${ROUNDS}`,
-          "s",
-          pulls,
-          (s) => s.medianSeconds,
-        ),
-        target: { ratioAtMost: 1 },
+        name: "containerd" as const,
+        address: containerd.address,
+        pid: containerd.pid,
+        root: containerd.root,
       },
-      row("  daemon CPU per multi-layer pull", "s", pulls, (s) => s.medianDaemonCpuSeconds),
       ...(baseline === undefined
         ? []
         : [
-            row(
-              "  baseline build (in the berthd column): pull",
-              "s",
-              pulls,
-              (s) => s.medianSeconds,
-              "baseline",
-            ),
-            row(
-              "  baseline build (in the berthd column): daemon CPU",
-              "s",
-              pulls,
-              (s) => s.medianDaemonCpuSeconds,
-              "baseline",
-            ),
+            {
+              name: "baseline" as const,
+              address: baseline.address,
+              pid: baseline.pid,
+              root: baseline.root,
+            },
           ]),
-    ];
-    const goals = checkTargets(rows);
-    const report = {
-      when: new Date().toISOString(),
-      runtimeSeconds: Math.round((Date.now() - started) / 100) / 10,
-      machine,
-      rows: rows.map((r) => ({ ...r, ratio: ratio(r), verdict: verdict(r) })),
-      targets: goals,
-      berthdLog: await summarizeLogFile(berthdLog),
-      ...(RPC_TIMES ? { berthdRpcTimes: rpcTimes(await readFile(berthdLog, "utf8")) } : {}),
-      raw: { pullMulti: pulls },
-    };
-    for (const t of report.berthdRpcTimes ?? []) {
-      log(
-        `  ${t.method.padEnd(40)} ${String(t.calls).padStart(5)} calls ${t.totalMs.toFixed(1).padStart(9)} ms ` +
-          `(mean ${t.meanMs.toFixed(3)} ms)`,
-      );
-    }
-    const json = JSON.stringify(report, null, 2);
-    await writeFile(OUT, `${json}\n`);
-    process.stdout.write(`${json}\n\n${renderMachine(machine)}\n\n${renderTable(rows)}\n\n`);
-    if (goals.length > 0) process.stdout.write(`${renderTargets(goals)}\n\n`);
-    process.stdout.write(
-      `ratio = berthd/containerd; results written to ${OUT} (${report.runtimeSeconds} s)\n`,
-    );
-    return rows.some((r) => r.berthd === null || r.containerd === null) ? 1 : 0;
-  } finally {
-    await cleanups.run();
-  }
-}
+    ],
+    image,
+    "multi-layer",
+    { rounds: ROUNDS, warmups: WARMUPS, timeoutMs: 120_000, log },
+  );
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(
-      `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  const rows: Row[] = [
+    {
+      ...row(
+        `pull multi-layer image (${multi.layerDescriptors.length} layers), median of ${ROUNDS}`,
+        "s",
+        pulls,
+        (s) => s.medianSeconds,
+      ),
+      target: { ratioAtMost: 1 },
+    },
+    row("  daemon CPU per multi-layer pull", "s", pulls, (s) => s.medianDaemonCpuSeconds),
+    ...(baseline === undefined
+      ? []
+      : [
+          row(
+            "  baseline build (in the berthd column): pull",
+            "s",
+            pulls,
+            (s) => s.medianSeconds,
+            "baseline",
+          ),
+          row(
+            "  baseline build (in the berthd column): daemon CPU",
+            "s",
+            pulls,
+            (s) => s.medianDaemonCpuSeconds,
+            "baseline",
+          ),
+        ]),
+  ];
+  const goals = checkTargets(rows);
+  const report = {
+    when: new Date().toISOString(),
+    runtimeSeconds: Math.round((Date.now() - started) / 100) / 10,
+    machine,
+    rows: rows.map((r) => ({ ...r, ratio: ratio(r), verdict: verdict(r) })),
+    targets: goals,
+    berthdLog: await summarizeLogFile(berthdLog),
+    ...(RPC_TIMES ? { berthdRpcTimes: rpcTimes(await readFile(berthdLog, "utf8")) } : {}),
+    raw: { pullMulti: pulls },
+  };
+  for (const t of report.berthdRpcTimes ?? []) {
+    log(
+      `  ${t.method.padEnd(40)} ${String(t.calls).padStart(5)} calls ${t.totalMs.toFixed(1).padStart(9)} ms ` +
+        `(mean ${t.meanMs.toFixed(3)} ms)`,
     );
-    process.exit(1);
-  },
-);
+  }
+  return publishReport(OUT, report, machine, rows, goals);
+});

@@ -1,8 +1,7 @@
 // `npm run bench`: berthd against a real containerd 1.6 started in the same run, on the same
 // machine, driven by the same stock ctr and the same Node gRPC client; prints a table and JSON.
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { startBerthd } from "../test/harness/berthd.js";
 import { startContainerd } from "../test/harness/containerd.js";
 import { ctrOk } from "../test/harness/ctr.js";
 import { startRegistry } from "../test/harness/registry.js";
@@ -12,9 +11,9 @@ import { makeTempDir, removeTempDir } from "../test/harness/temp-dir.js";
 import { Version } from "../src/gen/containerd/services/version/v1/version_pb.js";
 import { Images } from "../src/gen/containerd/services/images/v1/images_pb.js";
 import { buildApplyLayer } from "./apply-layer.js";
-import { summarizeLogFile, writeBerthdWrapper } from "./berthd-wrapper.js";
+import { summarizeLogFile, startWrappedBerthd } from "./berthd-wrapper.js";
 import { writeBlobFile } from "./blob-file.js";
-import { createCleanups } from "./cleanups.js";
+import { runSection } from "./section-runner.js";
 import { containerBench, containerBenchConfig, containerRows } from "./containers.js";
 import { ingestOnce, type IngestResult } from "./content-ingest.js";
 import { timeCtr } from "./ctr-latency.js";
@@ -26,6 +25,7 @@ import { machineInfo } from "./machine-info.js";
 import { commandName, memoryMiB } from "./process-usage.js";
 import {
   checkTargets,
+  comparisonRow,
   renderMachine,
   renderTable,
   renderTargets,
@@ -192,311 +192,279 @@ function sizeLabel(mib: number): string {
   return mib >= 1024 && mib % 1024 === 0 ? `${mib / 1024} GiB` : `${mib} MiB`;
 }
 
-function row<T>(
-  metric: string,
-  unit: string,
-  better: Row["better"],
-  results: Record<DaemonName, Outcome<T>>,
-  pick: (v: T) => number,
-): Row {
-  const b = results.berthd;
-  const c = results.containerd;
-  return {
-    metric,
-    unit,
-    better,
-    berthd: b.ok ? pick(b.value) : null,
-    containerd: c.ok ? pick(c.value) : null,
-    ...(b.ok ? {} : { berthdError: b.error }),
-    ...(c.ok ? {} : { containerdError: c.error }),
-  };
-}
-
-async function main(): Promise<number> {
-  const cleanups = createCleanups();
-  const onSignal = (signal: NodeJS.Signals): void => {
-    log(`\n${signal}: stopping the daemons and removing temp dirs`);
-    void cleanups.run().finally(() => process.exit(130));
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-
+runSection(async (cleanups) => {
   const started = Date.now();
-  try {
-    const machine = machineInfo();
-    log(renderMachine(machine));
+  const machine = machineInfo();
+  log(renderMachine(machine));
 
-    const dir = await makeTempDir("bench");
-    cleanups.add("remove blob dir", () => removeTempDir(dir));
-    log(`writing a ${CONFIG.ingestMiB} MiB blob...`);
-    const blob = await writeBlobFile(join(dir, "blob.bin"), CONFIG.ingestMiB);
+  const dir = await makeTempDir("bench");
+  cleanups.add("remove blob dir", () => removeTempDir(dir));
+  log(`writing a ${CONFIG.ingestMiB} MiB blob...`);
+  const blob = await writeBlobFile(join(dir, "blob.bin"), CONFIG.ingestMiB);
 
-    // Built and pushed before the daemons start, so that none of it competes with them for CPU.
-    log(
-      `building the multi-layer image, the ${sizeLabel(CONFIG.largeImageMiB)} image and the apply layer...`,
-    );
-    const multi = await multiLayerTestImage("gzip", { repo: "bench/layers" });
-    const largeDir = join(dir, "large");
-    await mkdir(largeDir);
-    const large = await largeTestImage({
-      dir: largeDir,
-      size: CONFIG.largeImageMiB * MiB,
-      repo: "bench/large",
-    });
-    log(
-      `  large image: ${large.tarSize} tar bytes -> ${large.layerDescriptors[0]?.size} gzip bytes, ` +
-        `${large.smallFileCount} small files, in ${(large.generationMs / 1000).toFixed(1)} s`,
-    );
-    const applyLayer = await buildApplyLayer(CONFIG.applyMiB * MiB);
-    log(
-      `  apply layer: ${applyLayer.tarSize} tar bytes -> ${applyLayer.gzip.length} gzip bytes, ` +
-        `${applyLayer.plan.files} files, in ${(applyLayer.generationMs / 1000).toFixed(1)} s`,
-    );
-    const registry = await startRegistry();
-    cleanups.add("stop registry", () => registry.stop());
-    const pushStarted = performance.now();
-    for (const image of [multi, large]) await pushImage(registry.url, image.repo, image.tag, image);
-    const pushSeconds = (performance.now() - pushStarted) / 1000;
-    log(`  pushed both images to ${registry.host} in ${pushSeconds.toFixed(1)} s`);
-    const multiTarBytes = (multi.built?.layers ?? []).reduce((n, l) => n + l.tar.length, 0);
-    const pullImages = {
-      multi: pullImage(registry.host, multi, multiTarBytes),
-      large: pullImage(registry.host, large, large.tarSize),
-    };
+  // Built and pushed before the daemons start, so that none of it competes with them for CPU.
+  log(`building the multi-layer image, the ${sizeLabel(CONFIG.largeImageMiB)} image and the apply layer...`);
+  const multi = await multiLayerTestImage("gzip", { repo: "bench/layers" });
+  const largeDir = join(dir, "large");
+  await mkdir(largeDir);
+  const large = await largeTestImage({
+    dir: largeDir,
+    size: CONFIG.largeImageMiB * MiB,
+    repo: "bench/large",
+  });
+  log(
+    `  large image: ${large.tarSize} tar bytes -> ${large.layerDescriptors[0]?.size} gzip bytes, ` +
+      `${large.smallFileCount} small files, in ${(large.generationMs / 1000).toFixed(1)} s`,
+  );
+  const applyLayer = await buildApplyLayer(CONFIG.applyMiB * MiB);
+  log(
+    `  apply layer: ${applyLayer.tarSize} tar bytes -> ${applyLayer.gzip.length} gzip bytes, ` +
+      `${applyLayer.plan.files} files, in ${(applyLayer.generationMs / 1000).toFixed(1)} s`,
+  );
+  const registry = await startRegistry();
+  cleanups.add("stop registry", () => registry.stop());
+  const pushStarted = performance.now();
+  for (const image of [multi, large]) await pushImage(registry.url, image.repo, image.tag, image);
+  const pushSeconds = (performance.now() - pushStarted) / 1000;
+  log(`  pushed both images to ${registry.host} in ${pushSeconds.toFixed(1)} s`);
+  const multiTarBytes = (multi.built?.layers ?? []).reduce((n, l) => n + l.tar.length, 0);
+  const pullImages = {
+    multi: pullImage(registry.host, multi, multiTarBytes),
+    large: pullImage(registry.host, large, large.tarSize),
+  };
 
-    log("starting berthd and containerd...");
-    // berthd's harness default is debug logging, which would cost it a log line per call.
-    // berthd's output goes to a file, as under a service manager (see berthd-wrapper.ts).
-    const berthdLog = join(dir, "berthd.log");
-    const berthdBinary = await writeBerthdWrapper(dir, {
-      logFile: berthdLog,
-      ...(BERTHD_CPU_PROF ? { cpuProfileDir: BERTHD_CPU_PROF } : {}),
-    });
-    const berthd = await startBerthd({ extraArgs: ["--log-level", "info"], binary: berthdBinary }).catch(
-      async (err: unknown) => {
-        const tail = (await readFile(berthdLog, "utf8").catch(() => "")).split("\n").slice(-20).join("\n");
-        throw new Error(`${errorText(err)}\n--- ${berthdLog} tail ---\n${tail}`);
-      },
+  log("starting berthd and containerd...");
+  // berthd's harness default is debug logging, which would cost it a log line per call.
+  // berthd's output goes to a file, as under a service manager (see berthd-wrapper.ts).
+  const berthdLog = join(dir, "berthd.log");
+  const berthd = await startWrappedBerthd(dir, {
+    logFile: berthdLog,
+    ...(BERTHD_CPU_PROF ? { cpuProfileDir: BERTHD_CPU_PROF } : {}),
+  });
+  cleanups.add("stop berthd", () => berthd.stop());
+  const containerd = await startContainerd({ logLevel: "info" });
+  cleanups.add("stop containerd", () => containerd.stop());
+  const targets: Target[] = [
+    { name: "berthd", address: berthd.address, pid: berthd.pid, root: berthd.root },
+    { name: "containerd", address: containerd.address, pid: containerd.pid, root: containerd.root },
+  ];
+  const daemons = Object.fromEntries(
+    await Promise.all(
+      targets.map(async (t) => [
+        t.name,
+        { pid: t.pid, command: await commandName(t.pid), version: await serverVersion(t.address) },
+      ]),
+    ),
+  ) as Record<DaemonName, { pid: number; command: string; version: string }>;
+
+  log(`ctr version x${CONFIG.ctrRuns} (after ${CONFIG.ctrWarmups} warm-ups)...`);
+  const ctrVersion = await ctrVersionLatency(targets);
+
+  log(`unary gRPC throughput, concurrency ${CONFIG.concurrency}, ${CONFIG.durationMs} ms each...`);
+  const version = {} as Record<DaemonName, Outcome<ThroughputResult>>;
+  const imagesList = {} as Record<DaemonName, Outcome<ThroughputResult>>;
+  // Daemon after daemon per method, so that a burst of load elsewhere hits one method, not one daemon.
+  for (const t of targets) {
+    version[t.name] = await throughput(t, "Version.Version", unaryCaller(t.address, Version.method.version));
+  }
+  for (const t of targets) {
+    imagesList[t.name] = await throughput(
+      t,
+      "Images.List",
+      unaryCaller(t.address, Images.method.list, { namespace: CONFIG.namespace }),
     );
-    cleanups.add("stop berthd", () => berthd.stop());
-    const containerd = await startContainerd({ logLevel: "info" });
-    cleanups.add("stop containerd", () => containerd.stop());
-    const targets: Target[] = [
-      { name: "berthd", address: berthd.address, pid: berthd.pid, root: berthd.root },
-      { name: "containerd", address: containerd.address, pid: containerd.pid, root: containerd.root },
-    ];
-    const daemons = Object.fromEntries(
-      await Promise.all(
-        targets.map(async (t) => [
-          t.name,
-          { pid: t.pid, command: await commandName(t.pid), version: await serverVersion(t.address) },
-        ]),
+  }
+
+  log(`content ingest of ${CONFIG.ingestMiB} MiB x${CONFIG.ingestRounds}...`);
+  const ingest = await ingestRounds(targets, blob);
+
+  log(
+    `ctr images pull of the multi-layer image (${multi.layerDescriptors.length} layers): ` +
+      `${CONFIG.pullWarmups} warm-up + ${CONFIG.pullRounds} rounds per daemon...`,
+  );
+  const pullMulti = await pullRounds(targets, pullImages.multi, "multi-layer", {
+    rounds: CONFIG.pullRounds,
+    warmups: CONFIG.pullWarmups,
+    timeoutMs: 120_000,
+    log,
+  });
+  log(`ctr images pull of the ${sizeLabel(CONFIG.largeImageMiB)} image x${CONFIG.largePullRounds}...`);
+  const pullLarge = await pullRounds(targets, pullImages.large, "large", {
+    rounds: CONFIG.largePullRounds,
+    warmups: 0,
+    // Generous: even 5 MB/s gets it through; a hang must still end the bench.
+    timeoutMs: Math.max(120_000, (large.tarSize / 5e6) * 1000),
+    log,
+  });
+
+  log(`Diff.Apply of the ${CONFIG.applyMiB} MiB gzip layer x${CONFIG.applyRounds}...`);
+  const apply = await applyRounds(targets, applyLayer, {
+    namespace: `${CONFIG.namespace}-apply`,
+    rounds: CONFIG.applyRounds,
+    log,
+  });
+
+  const memory = {} as Record<DaemonName, Outcome<{ rss: number; peak: number }>>;
+  for (const t of targets) memory[t.name] = await attempt(`${t.name} memory`, () => memoryMiB(t.pid));
+
+  const containers = await containerBench({
+    config: CONTAINER_CONFIG,
+    cleanups,
+    log,
+    ...(BERTHD_CPU_PROF ? { berthdCpuProfileDir: BERTHD_CPU_PROF } : {}),
+  });
+
+  const ingestLabel = `content ingest ${CONFIG.ingestMiB} MiB, median of ${CONFIG.ingestRounds}`;
+  const rows: Row[] = [
+    comparisonRow(`ctr version median, n=${CONFIG.ctrRuns}`, "ms", "lower", ctrVersion, (s) => s.median),
+    comparisonRow(`ctr version p90, n=${CONFIG.ctrRuns}`, "ms", "lower", ctrVersion, (s) => s.p90),
+    comparisonRow(
+      `Version.Version, c=${CONFIG.concurrency}`,
+      "req/s",
+      "higher",
+      version,
+      (r) => r.requestsPerSecond,
+    ),
+    comparisonRow(
+      "  daemon CPU per Version call",
+      "µs",
+      "lower",
+      version,
+      (r) => r.daemonCpuMicrosPerRequest,
+    ),
+    comparisonRow(
+      `Images.List (ns), c=${CONFIG.concurrency}`,
+      "req/s",
+      "higher",
+      imagesList,
+      (r) => r.requestsPerSecond,
+    ),
+    comparisonRow(
+      "  daemon CPU per Images.List call",
+      "µs",
+      "lower",
+      imagesList,
+      (r) => r.daemonCpuMicrosPerRequest,
+    ),
+    comparisonRow(ingestLabel, "MB/s", "higher", ingest, (s) => s.medianMegabytesPerSecond),
+    comparisonRow("  daemon CPU per ingest", "s", "lower", ingest, (s) => s.medianDaemonCpuSeconds),
+    {
+      ...comparisonRow(
+        `pull multi-layer image (${multi.layerDescriptors.length} layers), median of ${CONFIG.pullRounds}`,
+        "s",
+        "lower",
+        pullMulti,
+        (s) => s.medianSeconds,
       ),
-    ) as Record<DaemonName, { pid: number; command: string; version: string }>;
-
-    log(`ctr version x${CONFIG.ctrRuns} (after ${CONFIG.ctrWarmups} warm-ups)...`);
-    const ctrVersion = await ctrVersionLatency(targets);
-
-    log(`unary gRPC throughput, concurrency ${CONFIG.concurrency}, ${CONFIG.durationMs} ms each...`);
-    const version = {} as Record<DaemonName, Outcome<ThroughputResult>>;
-    const imagesList = {} as Record<DaemonName, Outcome<ThroughputResult>>;
-    // Daemon after daemon per method, so that a burst of load elsewhere hits one method, not one daemon.
-    for (const t of targets) {
-      version[t.name] = await throughput(
-        t,
-        "Version.Version",
-        unaryCaller(t.address, Version.method.version),
-      );
-    }
-    for (const t of targets) {
-      imagesList[t.name] = await throughput(
-        t,
-        "Images.List",
-        unaryCaller(t.address, Images.method.list, { namespace: CONFIG.namespace }),
-      );
-    }
-
-    log(`content ingest of ${CONFIG.ingestMiB} MiB x${CONFIG.ingestRounds}...`);
-    const ingest = await ingestRounds(targets, blob);
-
-    log(
-      `ctr images pull of the multi-layer image (${multi.layerDescriptors.length} layers): ` +
-        `${CONFIG.pullWarmups} warm-up + ${CONFIG.pullRounds} rounds per daemon...`,
-    );
-    const pullMulti = await pullRounds(targets, pullImages.multi, "multi-layer", {
-      rounds: CONFIG.pullRounds,
-      warmups: CONFIG.pullWarmups,
-      timeoutMs: 120_000,
-      log,
-    });
-    log(`ctr images pull of the ${sizeLabel(CONFIG.largeImageMiB)} image x${CONFIG.largePullRounds}...`);
-    const pullLarge = await pullRounds(targets, pullImages.large, "large", {
-      rounds: CONFIG.largePullRounds,
-      warmups: 0,
-      // Generous: even 5 MB/s gets it through; a hang must still end the bench.
-      timeoutMs: Math.max(120_000, (large.tarSize / 5e6) * 1000),
-      log,
-    });
-
-    log(`Diff.Apply of the ${CONFIG.applyMiB} MiB gzip layer x${CONFIG.applyRounds}...`);
-    const apply = await applyRounds(targets, applyLayer, {
-      namespace: `${CONFIG.namespace}-apply`,
-      rounds: CONFIG.applyRounds,
-      log,
-    });
-
-    const memory = {} as Record<DaemonName, Outcome<{ rss: number; peak: number }>>;
-    for (const t of targets) memory[t.name] = await attempt(`${t.name} memory`, () => memoryMiB(t.pid));
-
-    const containers = await containerBench({
-      config: CONTAINER_CONFIG,
-      cleanups,
-      log,
-      ...(BERTHD_CPU_PROF ? { berthdCpuProfileDir: BERTHD_CPU_PROF } : {}),
-    });
-
-    const ingestLabel = `content ingest ${CONFIG.ingestMiB} MiB, median of ${CONFIG.ingestRounds}`;
-    const rows: Row[] = [
-      row(`ctr version median, n=${CONFIG.ctrRuns}`, "ms", "lower", ctrVersion, (s) => s.median),
-      row(`ctr version p90, n=${CONFIG.ctrRuns}`, "ms", "lower", ctrVersion, (s) => s.p90),
-      row(`Version.Version, c=${CONFIG.concurrency}`, "req/s", "higher", version, (r) => r.requestsPerSecond),
-      row("  daemon CPU per Version call", "µs", "lower", version, (r) => r.daemonCpuMicrosPerRequest),
-      row(
-        `Images.List (ns), c=${CONFIG.concurrency}`,
-        "req/s",
-        "higher",
-        imagesList,
-        (r) => r.requestsPerSecond,
-      ),
-      row("  daemon CPU per Images.List call", "µs", "lower", imagesList, (r) => r.daemonCpuMicrosPerRequest),
-      row(ingestLabel, "MB/s", "higher", ingest, (s) => s.medianMegabytesPerSecond),
-      row("  daemon CPU per ingest", "s", "lower", ingest, (s) => s.medianDaemonCpuSeconds),
-      {
-        ...row(
-          `pull multi-layer image (${multi.layerDescriptors.length} layers), median of ${CONFIG.pullRounds}`,
-          "s",
-          "lower",
-          pullMulti,
-          (s) => s.medianSeconds,
-        ),
-        target: { ratioAtMost: 1 },
-      },
-      row("  daemon CPU per multi-layer pull", "s", "lower", pullMulti, (s) => s.medianDaemonCpuSeconds),
-      {
-        ...row(
-          `pull ${sizeLabel(CONFIG.largeImageMiB)} image, median of ${CONFIG.largePullRounds}`,
-          "s",
-          "lower",
-          pullLarge,
-          (s) => s.medianSeconds,
-        ),
-        target: { ratioAtMost: 1 },
-      },
-      row(
-        `  daemon CPU per ${sizeLabel(CONFIG.largeImageMiB)} pull`,
+      target: { ratioAtMost: 1 },
+    },
+    comparisonRow(
+      "  daemon CPU per multi-layer pull",
+      "s",
+      "lower",
+      pullMulti,
+      (s) => s.medianDaemonCpuSeconds,
+    ),
+    {
+      ...comparisonRow(
+        `pull ${sizeLabel(CONFIG.largeImageMiB)} image, median of ${CONFIG.largePullRounds}`,
         "s",
         "lower",
         pullLarge,
-        (s) => s.medianDaemonCpuSeconds,
+        (s) => s.medianSeconds,
       ),
-      row(
-        `  ${sizeLabel(CONFIG.largeImageMiB)} pull, uncompressed`,
+      target: { ratioAtMost: 1 },
+    },
+    comparisonRow(
+      `  daemon CPU per ${sizeLabel(CONFIG.largeImageMiB)} pull`,
+      "s",
+      "lower",
+      pullLarge,
+      (s) => s.medianDaemonCpuSeconds,
+    ),
+    comparisonRow(
+      `  ${sizeLabel(CONFIG.largeImageMiB)} pull, uncompressed`,
+      "MB/s",
+      "higher",
+      pullLarge,
+      (s) => s.medianMegabytesPerSecond,
+    ),
+    {
+      ...comparisonRow(
+        `Diff.Apply ${CONFIG.applyMiB} MiB gzip layer, median of ${CONFIG.applyRounds}`,
         "MB/s",
         "higher",
-        pullLarge,
+        apply,
         (s) => s.medianMegabytesPerSecond,
       ),
-      {
-        ...row(
-          `Diff.Apply ${CONFIG.applyMiB} MiB gzip layer, median of ${CONFIG.applyRounds}`,
-          "MB/s",
-          "higher",
-          apply,
-          (s) => s.medianMegabytesPerSecond,
-        ),
-        target: { berthdAtLeast: CONFIG.applyTargetMBps },
+      target: { berthdAtLeast: CONFIG.applyTargetMBps },
+    },
+    comparisonRow("  daemon CPU per apply", "s", "lower", apply, (s) => s.medianDaemonCpuSeconds),
+    comparisonRow("daemon RSS at the end", "MiB", "lower", memory, (m) => m.rss),
+    comparisonRow("daemon peak RSS", "MiB", "lower", memory, (m) => m.peak),
+    ...containerRows(containers),
+  ];
+
+  const goals = checkTargets(rows);
+  const berthdLogSummary = await summarizeLogFile(berthdLog);
+  const report = {
+    when: new Date().toISOString(),
+    runtimeSeconds: 0,
+    machine,
+    config: { ...CONFIG, containers: CONTAINER_CONFIG },
+    daemons,
+    setup: {
+      largeImage: {
+        tarBytes: large.tarSize,
+        gzipBytes: large.layerDescriptors[0]?.size,
+        smallFiles: large.smallFileCount,
+        generationMs: large.generationMs,
       },
-      row("  daemon CPU per apply", "s", "lower", apply, (s) => s.medianDaemonCpuSeconds),
-      row("daemon RSS at the end", "MiB", "lower", memory, (m) => m.rss),
-      row("daemon peak RSS", "MiB", "lower", memory, (m) => m.peak),
-      ...containerRows(containers),
-    ];
-
-    const goals = checkTargets(rows);
-    const berthdLogSummary = await summarizeLogFile(berthdLog);
-    const report = {
-      when: new Date().toISOString(),
-      runtimeSeconds: 0,
-      machine,
-      config: { ...CONFIG, containers: CONTAINER_CONFIG },
-      daemons,
-      setup: {
-        largeImage: {
-          tarBytes: large.tarSize,
-          gzipBytes: large.layerDescriptors[0]?.size,
-          smallFiles: large.smallFileCount,
-          generationMs: large.generationMs,
-        },
-        multiLayerImage: {
-          layers: multi.layerDescriptors.length,
-          tarBytes: multiTarBytes,
-          gzipBytes: multi.layerDescriptors.reduce((n, d) => n + d.size, 0),
-        },
-        pushSeconds,
-        applyLayer: {
-          tarBytes: applyLayer.tarSize,
-          gzipBytes: applyLayer.gzip.length,
-          files: applyLayer.plan.files,
-          smallFiles: applyLayer.plan.smallFiles,
-          bytesByKind: applyLayer.plan.bytesByKind,
-          generationMs: applyLayer.generationMs,
-        },
+      multiLayerImage: {
+        layers: multi.layerDescriptors.length,
+        tarBytes: multiTarBytes,
+        gzipBytes: multi.layerDescriptors.reduce((n, d) => n + d.size, 0),
       },
-      rows: rows.map((r) => ({ ...r, ratio: ratio(r), verdict: verdict(r) })),
-      targets: goals,
-      berthdLog: berthdLogSummary,
-      raw: { ctrVersion, version, imagesList, ingest, pullMulti, pullLarge, apply, memory, containers },
-    };
-    report.runtimeSeconds = Math.round((Date.now() - started) / 100) / 10;
-    const json = JSON.stringify(report, null, 2);
-    await writeFile(OUT, json + "\n");
+      pushSeconds,
+      applyLayer: {
+        tarBytes: applyLayer.tarSize,
+        gzipBytes: applyLayer.gzip.length,
+        files: applyLayer.plan.files,
+        smallFiles: applyLayer.plan.smallFiles,
+        bytesByKind: applyLayer.plan.bytesByKind,
+        generationMs: applyLayer.generationMs,
+      },
+    },
+    rows: rows.map((r) => ({ ...r, ratio: ratio(r), verdict: verdict(r) })),
+    targets: goals,
+    berthdLog: berthdLogSummary,
+    raw: { ctrVersion, version, imagesList, ingest, pullMulti, pullLarge, apply, memory, containers },
+  };
+  report.runtimeSeconds = Math.round((Date.now() - started) / 100) / 10;
+  const json = JSON.stringify(report, null, 2);
+  await writeFile(OUT, json + "\n");
 
-    process.stdout.write(`${json}\n\n`);
-    process.stdout.write(`${renderMachine(machine)}\n`);
-    process.stdout.write(
-      DAEMONS.map((d) => `${d}: ${daemons[d].version} (pid ${daemons[d].pid}, ${daemons[d].command})`).join(
-        "; ",
-      ) + "\n\n",
-    );
-    process.stdout.write(`${renderTable(rows)}\n\n`);
-    if (goals.length > 0) process.stdout.write(`${renderTargets(goals)}\n\n`);
-    const topWarning = berthdLogSummary.warnings[0];
-    process.stdout.write(
-      `berthd wrote ${berthdLogSummary.lines} log lines` +
-        (topWarning ? `; most frequent Node warning (x${topWarning.count}): ${topWarning.message}` : "") +
-        "\n",
-    );
-    process.stdout.write(
-      `ratio = berthd/containerd; results written to ${OUT} (${report.runtimeSeconds} s)\n`,
-    );
+  process.stdout.write(`${json}\n\n`);
+  process.stdout.write(`${renderMachine(machine)}\n`);
+  process.stdout.write(
+    DAEMONS.map((d) => `${d}: ${daemons[d].version} (pid ${daemons[d].pid}, ${daemons[d].command})`).join(
+      "; ",
+    ) + "\n\n",
+  );
+  process.stdout.write(`${renderTable(rows)}\n\n`);
+  if (goals.length > 0) process.stdout.write(`${renderTargets(goals)}\n\n`);
+  const topWarning = berthdLogSummary.warnings[0];
+  process.stdout.write(
+    `berthd wrote ${berthdLogSummary.lines} log lines` +
+      (topWarning ? `; most frequent Node warning (x${topWarning.count}): ${topWarning.message}` : "") +
+      "\n",
+  );
+  process.stdout.write(`ratio = berthd/containerd; results written to ${OUT} (${report.runtimeSeconds} s)\n`);
 
-    const missing = rows.filter((r) => r.berthd === null || r.containerd === null);
-    if (missing.length > 0) {
-      log(`${missing.length} metric(s) could not be measured; see the n/a cells`);
-      return 1;
-    }
-    return 0;
-  } finally {
-    await cleanups.run();
+  const missing = rows.filter((r) => r.berthd === null || r.containerd === null);
+  if (missing.length > 0) {
+    log(`${missing.length} metric(s) could not be measured; see the n/a cells`);
+    return 1;
   }
-}
-
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(
-      `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-    );
-    process.exit(1);
-  },
-);
+  return 0;
+});
