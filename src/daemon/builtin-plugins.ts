@@ -1,5 +1,5 @@
 // The plugins berthd registers, in containerd's types and ids where the role is the same.
-import type * as grpc from "@grpc/grpc-js";
+import type { GrpcServer } from "../grpc/server.js";
 import { arch } from "node:os";
 import type { PluginRegistration } from "./plugin.js";
 import type { Config } from "./config.js";
@@ -24,7 +24,7 @@ import { snapshotPlugins } from "./snapshot-plugins.js";
 import { runtimePlugins } from "./runtime-plugins.js";
 
 export interface GrpcServicePlugin {
-  register(server: grpc.Server, opts: AdapterOptions): void;
+  register(server: GrpcServer, opts: AdapterOptions): void;
 }
 
 export interface Closable {
@@ -49,7 +49,7 @@ const goArch: Record<string, string> = {
 
 function grpcPlugin(
   id: string,
-  register: (server: grpc.Server, opts: AdapterOptions) => void,
+  register: (server: GrpcServer, opts: AdapterOptions) => void,
 ): GrpcServicePlugin {
   void id;
   return { register };

@@ -1,7 +1,6 @@
 // berthd's lifecycle: INITIALIZED -> RUNNING -> STOPPING -> STOPPED (or FAILED). Prepares the
 // roots, initialises the plugin graph, serves gRPC (and ttrpc for shims) on unix sockets, and on
 // stop refuses new calls, lets in-flight ones finish (bounded), then closes every store.
-import * as grpc from "@grpc/grpc-js";
 import { mkdir, chmod, stat } from "node:fs/promises";
 import type { Config } from "./config.js";
 import { pluginConfig } from "./config.js";
@@ -11,6 +10,7 @@ import { builtinPlugins, type GrpcServicePlugin, type Closable } from "./builtin
 import { prepareSocketPath, secureSocket } from "./socket.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import type { Exchange } from "../core/events/exchange.js";
+import { GrpcServer } from "../grpc/server.js";
 import { startTtrpcEventsServer, type TtrpcEventsServer } from "./ttrpc-events-server.js";
 
 export type DaemonState = "INITIALIZED" | "RUNNING" | "STOPPING" | "STOPPED" | "FAILED";
@@ -48,20 +48,16 @@ export async function startDaemon(cfg: Config, log: Logger): Promise<Daemon> {
       ),
   });
 
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": cfg.grpc.max_recv_message_size,
-    "grpc.max_send_message_length": cfg.grpc.max_send_message_size,
+  const server = new GrpcServer({
+    maxReceiveMessageLength: cfg.grpc.max_recv_message_size,
+    maxSendMessageLength: cfg.grpc.max_send_message_size,
   });
   const observe = metrics.observeGrpc(log);
   for (const [id, svc] of graph.getAll<GrpcServicePlugin>("io.containerd.grpc.v1")) {
     svc.register(server, { observe });
     log.debug({ id }, "registered grpc service");
   }
-  await new Promise<void>((resolve, reject) =>
-    server.bindAsync(`unix:${cfg.grpc.address}`, grpc.ServerCredentials.createInsecure(), (err) =>
-      err ? reject(err) : resolve(),
-    ),
-  );
+  await server.listen(cfg.grpc.address);
   await secureSocket(cfg.grpc.address, cfg.grpc.uid, cfg.grpc.gid);
 
   const ttrpc: TtrpcEventsServer = await startTtrpcEventsServer(cfg.ttrpc.address, graph, log);
@@ -98,18 +94,12 @@ export async function startDaemon(cfg: Config, log: Logger): Promise<Daemon> {
       metricsServer?.close();
       // Subscriptions never end on their own; end them so that in-flight unary calls can drain.
       for (const exchange of graph.getAll<Exchange>("io.containerd.event.v1").values()) exchange.close();
-      // tryShutdown stops accepting and waits for in-flight calls; forceShutdown cancels the rest.
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, graceMs);
-        timer.unref();
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      // shutdown stops accepting and waits for in-flight calls; forceShutdown cancels the rest.
+      const timer = setTimeout(() => server.forceShutdown(), graceMs);
+      timer.unref();
+      await server.shutdown();
+      clearTimeout(timer);
+      server.forceShutdown(); // drops the connections the clients keep open
       await closeAll();
       state = "STOPPED";
       log.info("berthd stopped");

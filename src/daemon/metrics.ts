@@ -2,8 +2,7 @@
 // at /v1/metrics on the [metrics] address, as containerd does.
 import { createServer, type Server } from "node:http";
 import { Registry, Counter, Histogram, Gauge, collectDefaultMetrics } from "prom-client";
-import type * as grpc from "@grpc/grpc-js";
-import { status as Status } from "@grpc/grpc-js";
+import { GrpcCode } from "../errdefs/grpc-status.js";
 import type { Logger } from "./logger.js";
 import type { CallObserver } from "../services/grpc-adapter.js";
 import { berthVersion, berthRevision } from "./version.js";
@@ -15,7 +14,7 @@ export interface Metrics {
   serve(address: string): Promise<Server>;
 }
 
-const codeNames = new Map<number, string>(Object.entries(Status).map(([k, v]) => [v as number, k]));
+const codeNames = new Map<number, string>(Object.entries(GrpcCode).map(([k, v]) => [v as number, k]));
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
@@ -53,7 +52,7 @@ export function createMetrics(): Metrics {
       // The labelled children, by path and code: prom-client hashes a label object on every
       // inc/observe, which showed in profiles of busy daemons.
       const children = new Map<string, { handled: Counter.Internal; latency: Histogram.Internal<string> }>();
-      const childrenOf = (path: string, code: grpc.status) => {
+      const childrenOf = (path: string, code: number) => {
         const key = `${path}\0${code}`;
         let c = children.get(key);
         if (c === undefined) {
@@ -68,11 +67,11 @@ export function createMetrics(): Metrics {
         }
         return c;
       };
-      return (path: string, code: grpc.status, durationMs: number, err?: unknown) => {
+      return (path: string, code: number, durationMs: number, err?: unknown) => {
         const c = childrenOf(path, code);
         c.handled.inc();
         c.latency.observe(durationMs / 1000);
-        if (code === Status.UNKNOWN || code === Status.INTERNAL) log.error({ path, err }, "rpc failed");
+        if (code === GrpcCode.UNKNOWN || code === GrpcCode.INTERNAL) log.error({ path, err }, "rpc failed");
         else if (log.isLevelEnabled("debug"))
           log.debug({ path, code: codeNames.get(code), ms: Math.round(durationMs * 1000) / 1000 }, "rpc");
       };

@@ -1,8 +1,8 @@
 // Per-call context for service handlers: the namespace and lease headers, and a cancellation signal.
-import type * as grpc from "@grpc/grpc-js";
 import { BerthError, failedPrecondition } from "../errdefs/errors.js";
 import type { RequestContext } from "../core/context.js";
 import { validateIdentifier } from "../core/identifiers/identifiers.js";
+import type { CallMetadata, ServerCall } from "../grpc/server.js";
 
 export const namespaceHeader = "containerd-namespace";
 export const leaseHeader = "containerd-lease";
@@ -12,32 +12,18 @@ export interface CallContext {
   readonly namespace: string | undefined;
   readonly lease: string | undefined;
   readonly signal: AbortSignal;
-  readonly metadata: grpc.Metadata;
-  dispose(): void;
+  readonly metadata: CallMetadata;
 }
 
-type AnyCall =
-  | grpc.ServerUnaryCall<unknown, unknown>
-  | grpc.ServerWritableStream<unknown, unknown>
-  | grpc.ServerReadableStream<unknown, unknown>
-  | grpc.ServerDuplexStream<unknown, unknown>;
-
-function header(md: grpc.Metadata, key: string): string | undefined {
-  const v = md.get(key)[0];
-  return v === undefined ? undefined : String(v);
-}
-
-export function callContextOf(call: AnyCall): CallContext {
-  const controller = new AbortController();
-  const onCancel = () => controller.abort();
-  const emitter = call as unknown as NodeJS.EventEmitter;
-  emitter.on("cancelled", onCancel);
+export function callContextOf(call: ServerCall): CallContext {
   return {
-    namespace: header(call.metadata, namespaceHeader),
-    lease: header(call.metadata, leaseHeader),
-    signal: controller.signal,
+    namespace: call.metadata.get(namespaceHeader),
+    lease: call.metadata.get(leaseHeader),
+    // The signal (an AbortController) is made only for the handlers that look at it.
+    get signal() {
+      return call.signal;
+    },
     metadata: call.metadata,
-    dispose: () => emitter.removeListener("cancelled", onCancel),
   };
 }
 
@@ -52,5 +38,11 @@ export function namespaced(ctx: CallContext): RequestContext {
     const e = BerthError.from(err);
     throw new BerthError(e.code, `namespace validation: ${e.message}`, { cause: err });
   }
-  return { namespace: ns, lease: ctx.lease || undefined, signal: ctx.signal };
+  return {
+    namespace: ns,
+    lease: ctx.lease || undefined,
+    get signal() {
+      return ctx.signal;
+    },
+  };
 }

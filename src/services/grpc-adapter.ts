@@ -1,9 +1,7 @@
-// Binds a protobuf-es service descriptor and a typed implementation onto a grpc-js server:
-// decoding, encoding, cancellation and error-code mapping live here and nowhere else. No response
-// leaves before every database commit made so far is on stable storage (wal-sync.ts): commits do
-// not fsync on the event loop, this is where their durability is awaited.
-import { once } from "node:events";
-import * as grpc from "@grpc/grpc-js";
+// Binds a protobuf-es service descriptor and a typed implementation onto berthd's gRPC server
+// (src/grpc/server.ts): decoding, encoding, cancellation and error-code mapping live here and
+// nowhere else. No response leaves before every database commit made so far is on stable storage
+// (wal-sync.ts): commits do not fsync on the event loop, this is where their durability is awaited.
 import {
   create,
   fromBinary,
@@ -15,8 +13,9 @@ import {
 } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { BerthError } from "../errdefs/errors.js";
-import { grpcCodeOf } from "../errdefs/grpc-status.js";
+import { GrpcCode, grpcCodeOf } from "../errdefs/grpc-status.js";
 import { durabilityPending, durable } from "../core/metadata/wal-sync.js";
+import type { GrpcServer, ServerCall } from "../grpc/server.js";
 import type { CallContext } from "./call-context.js";
 import { callContextOf } from "./call-context.js";
 
@@ -38,43 +37,29 @@ type Handler<M> = M extends { methodKind: "unary"; input: infer I; output: infer
 export type ServiceImpl<T extends GenServiceMethods> = { [K in keyof T]?: Handler<T[K]> };
 
 /** Observes every call (metrics, debug logs); must not throw. */
-export type CallObserver = (path: string, code: grpc.status, durationMs: number, err?: unknown) => void;
+export type CallObserver = (path: string, code: number, durationMs: number, err?: unknown) => void;
 
 export interface AdapterOptions {
   observe?: CallObserver;
 }
 
-function toServiceError(err: unknown): Partial<grpc.StatusObject> {
+interface Status {
+  code: number;
+  message: string;
+}
+
+function toStatus(err: unknown): Status {
   // A client that goes away mid-stream surfaces as an AbortError from the request iterator.
-  if ((err as { code?: unknown } | null)?.code === "ABORT_ERR")
-    return { code: grpc.status.CANCELLED, details: "context canceled" };
+  if ((err as { code?: unknown } | null)?.code === "ABORT_ERR") {
+    return { code: GrpcCode.CANCELLED, message: "context canceled" };
+  }
   const e = BerthError.from(err);
-  return { code: grpcCodeOf(e), details: e.message };
+  return { code: grpcCodeOf(e), message: e.message };
 }
 
-/**
- * The requests of a client- or bidi-streaming call. Node's default stream iterator destroys the
- * stream once the requests end, and grpc-js then resets the HTTP/2 stream: the client would see
- * CANCELLED instead of the responses still to come and the OK status (containerd's Write sends
- * one more response after the half-close).
- */
-function requestsOf(
-  call: grpc.ServerReadableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
-) {
-  return { [Symbol.asyncIterator]: () => call.iterator({ destroyOnReturn: false }) };
-}
-
-function serializer(schema: DescMessage) {
-  return (msg: unknown) => Buffer.from(toBinary(schema, msg as MessageShape<DescMessage>));
-}
-
-function deserializer(schema: DescMessage) {
-  return (buf: Buffer) => fromBinary(schema, buf);
-}
-
-function asMessage(schema: DescMessage, value: unknown): MessageShape<DescMessage> {
-  // Handlers may return either full messages or init shapes; create() accepts both.
-  return create(schema, value as MessageInitShape<DescMessage>);
+/** Handlers may return either full messages or init shapes; create() accepts both. */
+function encode(schema: DescMessage, value: unknown): Uint8Array {
+  return toBinary(schema, create(schema, value as MessageInitShape<DescMessage>));
 }
 
 /** Runs send once every commit so far is durable; fail instead when syncing fails. */
@@ -92,191 +77,96 @@ function durablePoint(): Promise<void> | undefined {
 }
 
 async function writeAll(
-  call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
+  call: ServerCall,
   schema: DescMessage,
   source: AsyncIterable<unknown>,
-  signal: AbortSignal,
 ): Promise<void> {
   for await (const item of source) {
-    if (signal.aborted) return;
-    const message = asMessage(schema, item);
+    if (call.finished) return;
+    const message = encode(schema, item);
     await durablePoint();
-    if (signal.aborted) return;
-    if (!call.write(message)) {
-      await Promise.race([once(call, "drain"), once(signal, "abort")]);
-    }
+    if (call.finished) return;
+    if (!call.write(message)) await call.drain();
   }
+}
+
+async function* decodeAll(schema: DescMessage, requests: AsyncIterable<Buffer>): AsyncIterable<unknown> {
+  for await (const bytes of requests) yield fromBinary(schema, bytes);
 }
 
 /** Registers `impl` for `service` on `server`. */
 export function registerService<T extends GenServiceMethods>(
-  server: grpc.Server,
+  server: GrpcServer,
   service: GenService<T>,
   impl: ServiceImpl<T>,
   opts: AdapterOptions = {},
 ): void {
-  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
-  const handlers: grpc.UntypedServiceImplementation = {};
   const observe = opts.observe ?? (() => undefined);
   const methods = Object.entries(service.method) as [string, DescMethod][];
   for (const [localName, method] of methods) {
     const path = `/${service.typeName}/${method.name}`;
     const kind = method.methodKind;
-    definition[method.name] = {
-      path,
-      requestStream: kind === "client_streaming" || kind === "bidi_streaming",
-      responseStream: kind === "server_streaming" || kind === "bidi_streaming",
-      requestSerialize: serializer(method.input),
-      requestDeserialize: deserializer(method.input),
-      responseSerialize: serializer(method.output),
-      responseDeserialize: deserializer(method.output),
-      originalName: localName,
-    };
     const fn = (impl as Record<string, unknown>)[localName] as
       | ((a: unknown, ctx: CallContext) => unknown)
       | undefined;
-    handlers[method.name] = makeHandler(path, kind, method.output, fn, observe);
+    server.register(path, {
+      requestStream: kind === "client_streaming" || kind === "bidi_streaming",
+      responseStream: kind === "server_streaming" || kind === "bidi_streaming",
+      handler: makeHandler(path, method, fn, observe),
+    });
   }
-  server.addService(definition, handlers);
 }
 
 function makeHandler(
   path: string,
-  kind: DescMethod["methodKind"],
-  output: DescMessage,
+  method: DescMethod,
   fn: ((a: unknown, ctx: CallContext) => unknown) | undefined,
   observe: CallObserver,
-): grpc.UntypedHandleCall {
-  const unimplemented = { code: grpc.status.UNIMPLEMENTED, details: `unknown method ${path}` };
-  const finish = (start: number, code: grpc.status, err?: unknown) =>
-    observe(path, code, performance.now() - start, err);
+): (call: ServerCall, request: Buffer | undefined) => void {
+  const { input, output } = method;
+  const streamsResponses = method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming";
+  const streamsRequests = method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming";
 
-  switch (kind) {
-    case "unary":
-      return (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-        const start = performance.now();
-        if (!fn) {
-          finish(start, grpc.status.UNIMPLEMENTED);
-          callback(unimplemented);
-          return;
-        }
-        const ctx = callContextOf(call);
-        Promise.resolve()
-          .then(() => fn(call.request, ctx) as Promise<unknown>)
-          .then(
-            (res) => {
-              const message = asMessage(output, res);
-              whenDurable(
-                () => {
-                  finish(start, grpc.status.OK);
-                  callback(null, message);
-                },
-                (err: unknown) => {
-                  const se = toServiceError(err);
-                  finish(start, se.code ?? grpc.status.UNKNOWN, err);
-                  callback(se);
-                },
-              );
-            },
-            (err: unknown) => {
-              const se = toServiceError(err);
-              whenDurable(() => {
-                finish(start, se.code ?? grpc.status.UNKNOWN, err);
-                callback(se);
-              });
-            },
-          )
-          .finally(() => ctx.dispose());
-      };
-    case "server_streaming":
-      return (call: grpc.ServerWritableStream<unknown, unknown>) => {
-        const start = performance.now();
-        if (!fn) {
-          finish(start, grpc.status.UNIMPLEMENTED);
-          call.emit("error", unimplemented);
-          return;
-        }
-        const ctx = callContextOf(call);
-        Promise.resolve()
-          .then(() => writeAll(call, output, fn(call.request, ctx) as AsyncIterable<unknown>, ctx.signal))
-          .then(durablePoint)
-          .then(
-            () => {
-              finish(start, grpc.status.OK);
-              call.end();
-            },
-            (err: unknown) => {
-              const se = toServiceError(err);
-              whenDurable(() => {
-                finish(start, se.code ?? grpc.status.UNKNOWN, err);
-                if (!ctx.signal.aborted) call.emit("error", se);
-              });
-            },
-          )
-          .finally(() => ctx.dispose());
-      };
-    case "bidi_streaming":
-      return (call: grpc.ServerDuplexStream<unknown, unknown>) => {
-        const start = performance.now();
-        if (!fn) {
-          finish(start, grpc.status.UNIMPLEMENTED);
-          call.emit("error", unimplemented);
-          return;
-        }
-        const ctx = callContextOf(call);
-        Promise.resolve()
-          .then(() => writeAll(call, output, fn(requestsOf(call), ctx) as AsyncIterable<unknown>, ctx.signal))
-          .then(durablePoint)
-          .then(
-            () => {
-              finish(start, grpc.status.OK);
-              call.end();
-            },
-            (err: unknown) => {
-              const se = toServiceError(err);
-              whenDurable(() => {
-                finish(start, se.code ?? grpc.status.UNKNOWN, err);
-                if (!ctx.signal.aborted) call.emit("error", se);
-              });
-            },
-          )
-          .finally(() => ctx.dispose());
-      };
-    case "client_streaming":
-      return (call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-        const start = performance.now();
-        if (!fn) {
-          finish(start, grpc.status.UNIMPLEMENTED);
-          callback(unimplemented);
-          return;
-        }
-        const ctx = callContextOf(call);
-        Promise.resolve()
-          .then(() => fn(requestsOf(call), ctx) as Promise<unknown>)
-          .then(
-            (res) => {
-              const message = asMessage(output, res);
-              whenDurable(
-                () => {
-                  finish(start, grpc.status.OK);
-                  callback(null, message);
-                },
-                (err: unknown) => {
-                  const se = toServiceError(err);
-                  finish(start, se.code ?? grpc.status.UNKNOWN, err);
-                  callback(se);
-                },
-              );
-            },
-            (err: unknown) => {
-              const se = toServiceError(err);
-              whenDurable(() => {
-                finish(start, se.code ?? grpc.status.UNKNOWN, err);
-                callback(se);
-              });
-            },
-          )
-          .finally(() => ctx.dispose());
-      };
-  }
+  return (call, request) => {
+    const start = performance.now();
+    const end = (status: Status, err?: unknown) => {
+      observe(path, status.code, performance.now() - start, err);
+      call.finish(status.code, status.message);
+    };
+    const fail = (err: unknown) => whenDurable(() => end(toStatus(err), err));
+    if (!fn) {
+      end({ code: GrpcCode.UNIMPLEMENTED, message: `unknown method ${path}` });
+      return;
+    }
+    let arg: unknown;
+    try {
+      arg = streamsRequests
+        ? decodeAll(input, call.requests())
+        : fromBinary(input, request ?? new Uint8Array());
+    } catch (err) {
+      end({ code: GrpcCode.INTERNAL, message: `grpc: error unmarshalling request: ${String(err)}` }, err);
+      return;
+    }
+    const ctx = callContextOf(call);
+    if (streamsResponses) {
+      Promise.resolve()
+        .then(() => writeAll(call, output, fn(arg, ctx) as AsyncIterable<unknown>))
+        .then(durablePoint)
+        .then(() => end({ code: GrpcCode.OK, message: "" }), fail);
+      return;
+    }
+    Promise.resolve()
+      .then(() => fn(arg, ctx) as Promise<unknown>)
+      .then((res) => {
+        const message = encode(output, res);
+        whenDurable(
+          () => {
+            if (call.finished) return;
+            call.write(message);
+            end({ code: GrpcCode.OK, message: "" });
+          },
+          (err: unknown) => end(toStatus(err), err),
+        );
+      }, fail);
+  };
 }

@@ -1,7 +1,7 @@
 // containerd.services.introspection.v1.Introspection: the plugin graph as it really initialised,
 // and the server's persistent UUID.
 import { Introspection } from "../gen/containerd/services/introspection/v1/introspection_pb.js";
-import { status as Status } from "@grpc/grpc-js";
+import { GrpcCode } from "../errdefs/grpc-status.js";
 import type { ServiceImpl } from "./grpc-adapter.js";
 import type { PluginState } from "../daemon/plugin.js";
 import { PluginSkipped } from "../daemon/plugin.js";
@@ -41,7 +41,7 @@ export function introspectionService(deps: IntrospectionDeps): ServiceImpl<(type
           capabilities: r.capabilities ?? [],
           initErr: s.error
             ? {
-                code: s.error instanceof PluginSkipped ? Status.UNKNOWN : Status.UNKNOWN,
+                code: s.error instanceof PluginSkipped ? GrpcCode.UNKNOWN : GrpcCode.UNKNOWN,
                 message: s.error.message,
               }
             : undefined,

@@ -1,0 +1,130 @@
+// HPACK's Huffman code (RFC 7541, Appendix B). The code is canonical: each symbol's code follows
+// from the code lengths alone (shorter codes first, then by symbol), so the table here is the 257
+// lengths, and huffman.test.ts checks the codes built from them against strings encoded by another
+// HPACK implementation (Node's nghttp2) and against the RFC's own examples.
+
+/** Code length in bits of each symbol: bytes 0-255, then EOS (256). */
+// prettier-ignore
+const CODE_LENGTHS = [
+  13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 28,
+  6, 10, 10, 12, 13, 6, 8, 11, 10, 10, 8, 11, 8, 6, 6, 6, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 7, 8, 15, 6, 12, 10,
+  13, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 8, 13, 19, 13, 14, 6,
+  15, 5, 6, 5, 6, 5, 6, 6, 6, 5, 7, 7, 6, 6, 6, 5, 6, 7, 6, 5, 5, 6, 7, 7, 7, 7, 7, 15, 11, 14, 13, 28,
+  20, 22, 20, 20, 22, 22, 22, 23, 22, 23, 23, 23, 23, 23, 24, 23, 24, 24, 22, 23, 24, 23, 23, 23, 23, 21, 22, 23, 22, 23, 23, 24,
+  22, 21, 20, 22, 22, 23, 23, 21, 23, 22, 22, 24, 21, 22, 23, 23, 21, 21, 22, 21, 23, 22, 23, 23, 20, 22, 22, 22, 23, 22, 22, 23,
+  26, 26, 20, 19, 22, 23, 22, 25, 26, 26, 26, 27, 27, 26, 24, 25, 19, 21, 26, 27, 27, 26, 27, 24, 21, 21, 26, 26, 28, 27, 27, 27,
+  20, 24, 20, 21, 22, 21, 21, 23, 22, 22, 25, 25, 24, 24, 26, 23, 26, 27, 26, 26, 27, 27, 27, 27, 27, 28, 27, 27, 27, 27, 27, 26,
+  30,
+];
+
+const EOS = 256;
+const MAX_LENGTH = 30;
+
+interface Canonical {
+  /** first[L]: the numerically first code of length L. */
+  first: Int32Array;
+  /** count[L]: how many codes have length L. */
+  count: Int32Array;
+  /** offset[L]: index into symbols of the first symbol of length L. */
+  offset: Int32Array;
+  /** Symbols ordered by (length, symbol). */
+  symbols: Uint16Array;
+  /** code[sym] and length[sym], for the encoder. */
+  code: Uint32Array;
+}
+
+function buildCanonical(): Canonical {
+  const count = new Int32Array(MAX_LENGTH + 1);
+  for (const len of CODE_LENGTHS) count[len]!++;
+  const first = new Int32Array(MAX_LENGTH + 1);
+  const offset = new Int32Array(MAX_LENGTH + 1);
+  let code = 0;
+  let index = 0;
+  for (let len = 1; len <= MAX_LENGTH; len++) {
+    code = (code + count[len - 1]!) << 1;
+    first[len] = code;
+    offset[len] = index;
+    index += count[len]!;
+  }
+  const symbols = new Uint16Array(CODE_LENGTHS.length);
+  const next = Int32Array.from(offset);
+  const byCode = new Uint32Array(CODE_LENGTHS.length);
+  for (let sym = 0; sym < CODE_LENGTHS.length; sym++) {
+    const len = CODE_LENGTHS[sym]!;
+    const i = next[len]!++;
+    symbols[i] = sym;
+    byCode[sym] = first[len]! + (i - offset[len]!);
+  }
+  return { first, count, offset, symbols, code: byCode };
+}
+
+const canonical = buildCanonical();
+
+export class HuffmanError extends Error {}
+
+/** Decodes a Huffman-coded HPACK string literal (RFC 7541, section 5.2). */
+export function huffmanDecode(input: Uint8Array): string {
+  const { first, count, offset, symbols } = canonical;
+  const out: number[] = [];
+  let acc = 0; // bits not yet consumed, right-aligned
+  let bits = 0;
+  let pos = 0;
+  for (;;) {
+    // Keep at least MAX_LENGTH bits in hand while input remains (acc stays within 38 bits: use
+    // a float-safe multiply instead of << beyond 31 bits).
+    while (bits < MAX_LENGTH && pos < input.length) {
+      acc = acc * 256 + input[pos++]!;
+      bits += 8;
+    }
+    if (bits === 0) break;
+    let matched = false;
+    for (let len = 5; len <= MAX_LENGTH && len <= bits; len++) {
+      const code = Math.floor(acc / 2 ** (bits - len));
+      const rel = code - first[len]!;
+      if (rel >= 0 && rel < count[len]!) {
+        const sym = symbols[offset[len]! + rel]!;
+        if (sym === EOS) throw new HuffmanError("Huffman string contains EOS");
+        out.push(sym);
+        bits -= len;
+        acc = acc % 2 ** bits;
+        matched = true;
+        break;
+      }
+    }
+    if (!matched) {
+      // What is left must be padding: fewer than 8 bits, all ones (a prefix of EOS).
+      if (bits >= 8 || pos < input.length || acc !== 2 ** bits - 1) {
+        throw new HuffmanError("invalid Huffman padding");
+      }
+      break;
+    }
+  }
+  return Buffer.from(out).toString("latin1");
+}
+
+/** Huffman-encodes s (latin1 bytes); for tests and for callers that want the shorter form. */
+export function huffmanEncode(s: string): Buffer {
+  const { code } = canonical;
+  const bytes = Buffer.from(s, "latin1");
+  const out: number[] = [];
+  let acc = 0;
+  let bits = 0;
+  for (const b of bytes) {
+    const len = CODE_LENGTHS[b]!;
+    acc = acc * 2 ** len + code[b]!;
+    bits += len;
+    while (bits >= 8) {
+      const byte = Math.floor(acc / 2 ** (bits - 8));
+      out.push(byte);
+      bits -= 8;
+      acc = acc % 2 ** bits;
+    }
+  }
+  if (bits > 0) out.push(((acc << (8 - bits)) | ((1 << (8 - bits)) - 1)) & 0xff);
+  return Buffer.from(out);
+}
+
+/** The code of sym as a bit string (tests). */
+export function huffmanCode(sym: number): string {
+  return canonical.code[sym]!.toString(2).padStart(CODE_LENGTHS[sym]!, "0");
+}
