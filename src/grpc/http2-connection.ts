@@ -44,6 +44,10 @@ export const defaultHttp2Limits: Http2Limits = {
 };
 
 const HEADER_TABLE_SIZE = 4096;
+/** Unsent socket bytes above which no more DATA is framed until the socket drains. */
+const SOCKET_HIGH_WATER = 1 << 20;
+/** Unsent socket bytes at which the connection is given up. */
+const SOCKET_LIMIT = 64 << 20;
 
 /** What the stream's owner is told. */
 export interface StreamEvents {
@@ -205,6 +209,8 @@ export class Http2Connection {
   private connectionSendWindow = DEFAULT_WINDOW;
   private connectionUncredited = 0;
   private goingAway = false;
+  /** A connection error is being sent: nothing more is read or written. */
+  private failing = false;
   private corked = false;
   // A header block being continued: the stream it opens and its fragments.
   private continuation:
@@ -224,6 +230,7 @@ export class Http2Connection {
     socket.on("error", () => this.destroy());
     socket.on("close", () => this.destroy());
     socket.on("end", () => this.destroy());
+    socket.on("drain", () => this.flushBlocked());
     this.send(
       settingsFrame([
         [Setting.MAX_CONCURRENT_STREAMS, limits.maxConcurrentStreams],
@@ -272,7 +279,13 @@ export class Http2Connection {
 
   /** Queues bytes for the socket; everything queued in one turn leaves in one writev. */
   send(bytes: Buffer): void {
-    if (this.state === "closed") return;
+    if (this.state === "closed" || this.failing) return;
+    if (this.socket.writableLength > SOCKET_LIMIT) {
+      // Only control frames (PING and SETTINGS acknowledgements, resets) can pile up this far:
+      // a client flooding them without reading the answers.
+      this.fail(ErrorCode.ENHANCE_YOUR_CALM, "the client does not read");
+      return;
+    }
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -312,7 +325,9 @@ export class Http2Connection {
   flushStream(stream: Http2Stream): void {
     stream.pump(
       this.peerMaxFrameSize,
-      () => this.connectionSendWindow,
+      // A client that grants windows but does not read must not make us buffer without bound:
+      // data waits in the streams' queues (whose writers wait for drain) until the socket drains.
+      () => (this.socket.writableLength >= SOCKET_HIGH_WATER ? 0 : this.connectionSendWindow),
       (n) => {
         this.connectionSendWindow -= n;
       },
@@ -359,7 +374,7 @@ export class Http2Connection {
   // ---- input --------------------------------------------------------------------------------
 
   private onSocketData(chunk: Buffer): void {
-    if (this.state === "closed") return;
+    if (this.state === "closed" || this.failing) return;
     let data = this.buffer ? Buffer.concat([this.buffer, chunk]) : chunk;
     this.buffer = undefined;
     try {
@@ -401,7 +416,7 @@ export class Http2Connection {
             this.send(rstStreamFrame(err.streamId, err.code));
           }
         }
-        if (this.isClosed) return;
+        if (this.isClosed || this.failing) return;
       }
       if (pos < data.length) {
         // Keep the partial frame; copy it off a large read so the read's memory can go.
@@ -410,12 +425,17 @@ export class Http2Connection {
       }
     } catch (err) {
       const code = err instanceof ConnectionError ? err.code : ErrorCode.INTERNAL_ERROR;
-      const message = err instanceof Error ? err.message : String(err);
-      this.send(goAwayFrame(this.lastStreamId, code, message));
-      // Let the GOAWAY out, then close.
-      this.socket.end();
-      process.nextTick(() => this.destroy());
+      this.fail(code, err instanceof Error ? err.message : String(err));
     }
+  }
+
+  /** A connection error: GOAWAY with code, then the connection ends. */
+  private fail(code: number, message: string): void {
+    if (this.failing || this.state === "closed") return;
+    this.failing = true;
+    this.socket.write(goAwayFrame(this.lastStreamId, code, message));
+    this.socket.end(); // flushes what is corked, the GOAWAY last
+    process.nextTick(() => this.destroy());
   }
 
   private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {

@@ -10,6 +10,8 @@ import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { GrpcServer, encodeGrpcMessage, parseGrpcTimeout, type ServerCall } from "./server.js";
 import { GrpcCode } from "../errdefs/grpc-status.js";
+import { encodeHeaderBlock } from "./hpack.js";
+import { frame, FrameType } from "./http2-frames.js";
 
 const id = (b: Buffer) => b;
 
@@ -347,6 +349,62 @@ void test("a connection that is not HTTP/2, or breaks the protocol, is closed wi
       );
       // The server still serves real clients afterwards.
       assert.equal((await unary(client, "/t.S/Echo", Buffer.from("ok"))).toString(), "ok");
+    },
+  );
+});
+
+void test("a client that opens its windows but never reads cannot make the server buffer without bound", async () => {
+  let written = 0;
+  let blocked: () => void;
+  const blockedAt = new Promise<void>((resolve) => (blocked = resolve));
+  await withServer(
+    (s) =>
+      s.register("/t.S/Flood", {
+        requestStream: false,
+        responseStream: true,
+        handler: (call) => {
+          const chunk = Buffer.alloc(64 * 1024);
+          const pump = () => {
+            while (!call.finished) {
+              written += chunk.length;
+              if (!call.write(chunk)) {
+                blocked();
+                return;
+              }
+            }
+          };
+          pump();
+        },
+      }),
+    async (_client, _server, path) => {
+      const s = connect(path);
+      s.on("error", () => undefined);
+      await once(s, "connect");
+      s.pause(); // never read what the server sends
+      const settings = Buffer.alloc(6);
+      settings.writeUInt16BE(4, 0); // INITIAL_WINDOW_SIZE
+      settings.writeUInt32BE(0x7fffffff, 2);
+      const windowUpdate = Buffer.alloc(4);
+      windowUpdate.writeUInt32BE(0x7fffffff - 65535, 0);
+      const headers = encodeHeaderBlock([
+        [":method", "POST"],
+        [":scheme", "http"],
+        [":path", "/t.S/Flood"],
+        ["content-type", "application/grpc"],
+      ]);
+      s.write(
+        Buffer.concat([
+          Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1"),
+          frame(FrameType.SETTINGS, 0, 0, settings),
+          frame(FrameType.WINDOW_UPDATE, 0, 0, windowUpdate),
+          frame(FrameType.HEADERS, 0x4, 1, headers),
+          frame(FrameType.DATA, 0x1, 1, Buffer.from([0, 0, 0, 0, 0])),
+        ]),
+      );
+      await blockedAt;
+      // The socket's own buffers, 1 MiB framed ahead and the stream's 256 KiB high-water mark.
+      assert.ok(written < 8 << 20, `${written} bytes were accepted from the handler`);
+      s.destroy();
     },
   );
 });

@@ -109,7 +109,9 @@ void describe("checkpoint and restore", { timeout: 120_000 }, () => {
   );
 
   void test("a hostile checkpoint tar is refused before the shim, and writes nothing outside", async () => {
-    const client = createClient(berthd.address, { namespace: ns });
+    // The tars are written under a lease: unreferenced content is the garbage collector's to take.
+    await ctr(["leases", "create", "--id", "hostile-tars"]);
+    const client = createClient(berthd.address, { namespace: ns, lease: "hostile-tars" });
     const outside = join(work, "outside");
     try {
       await ctr(["containers", "create", IMAGE, "restored", "true"]);
@@ -156,5 +158,6 @@ void describe("checkpoint and restore", { timeout: 120_000 }, () => {
       client.close();
     }
     await ctr(["containers", "rm", "restored"]);
+    await ctr(["leases", "rm", "hostile-tars"]);
   });
 });
