@@ -48,6 +48,8 @@ const HEADER_TABLE_SIZE = 4096;
 const SOCKET_HIGH_WATER = 1 << 20;
 /** Unsent socket bytes at which the connection is given up. */
 const SOCKET_LIMIT = 64 << 20;
+/** The longest a PING's acknowledgement waits to leave with other frames. */
+const PING_ACK_DELAY_MS = 2;
 
 /** What the stream's owner is told. */
 export interface StreamEvents {
@@ -209,6 +211,8 @@ export class Http2Connection {
   private connectionSendWindow = DEFAULT_WINDOW;
   private connectionUncredited = 0;
   private goingAway = false;
+  private pingAcks: Buffer[] = [];
+  private pingTimer: NodeJS.Timeout | undefined;
   /** A connection error is being sent: nothing more is read or written. */
   private failing = false;
   private corked = false;
@@ -263,6 +267,7 @@ export class Http2Connection {
   destroy(): void {
     if (this.state === "closed") return;
     this.state = "closed";
+    if (this.pingTimer) clearTimeout(this.pingTimer);
     this.socket.destroy();
     const open = [...this.streams.values()];
     this.streams.clear();
@@ -286,6 +291,7 @@ export class Http2Connection {
       this.fail(ErrorCode.ENHANCE_YOUR_CALM, "the client does not read");
       return;
     }
+    if (this.pingAcks.length > 0) this.flushPingAcks();
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -294,7 +300,44 @@ export class Http2Connection {
         this.socket.uncork();
       });
     }
-    this.socket.write(bytes);
+    if (bytes.length > 0) this.socket.write(bytes);
+  }
+
+  /**
+   * Answers a PING with the next frames we send, or within PING_ACK_DELAY_MS. grpc-go's client
+   * pings after every response it reads (to estimate bandwidth-delay for its window), and the
+   * next request usually follows within a millisecond: its response carries the ACK, which
+   * saves a write here and a wake-up of the client per call. Keepalive pings have timeouts of
+   * seconds, and the estimate only sizes the client's receive window.
+   */
+  private acknowledgePing(payload: Buffer): void {
+    this.pingAcks.push(frame(FrameType.PING, Flag.ACK, 0, payload));
+    if (this.pingAcks.length >= 16) {
+      this.send(Buffer.alloc(0));
+      return;
+    }
+    this.pingTimer ??= setTimeout(() => {
+      this.pingTimer = undefined;
+      if (this.pingAcks.length > 0) this.send(Buffer.alloc(0));
+    }, PING_ACK_DELAY_MS);
+  }
+
+  private flushPingAcks(): void {
+    const acks = this.pingAcks;
+    this.pingAcks = [];
+    if (this.pingTimer) {
+      clearTimeout(this.pingTimer);
+      this.pingTimer = undefined;
+    }
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    for (const ack of acks) this.socket.write(ack);
   }
 
   sendHeaders(streamId: number, block: Buffer, endStream: boolean): void {
@@ -464,7 +507,7 @@ export class Http2Connection {
       case FrameType.PING:
         if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PING on a stream");
         if (payload.length !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "PING size");
-        if ((flags & Flag.ACK) === 0) this.send(frame(FrameType.PING, Flag.ACK, 0, payload));
+        if ((flags & Flag.ACK) === 0) this.acknowledgePing(payload);
         return;
       case FrameType.GOAWAY:
         if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");

@@ -353,6 +353,52 @@ void test("a connection that is not HTTP/2, or breaks the protocol, is closed wi
   );
 });
 
+void test("a PING is acknowledged with its payload, alone or along with a response", async () => {
+  await withServer(
+    (s) => s.register("/t.S/Echo", { requestStream: false, responseStream: false, handler: echo }),
+    async (_client, _server, path) => {
+      const s = connect(path);
+      s.on("error", () => undefined);
+      await once(s, "connect");
+      let received = Buffer.alloc(0);
+      const acks = () => {
+        const found: string[] = [];
+        for (let off = 0; off + 9 <= received.length; off += 9 + received.readUIntBE(off, 3)) {
+          if (received[off + 3] === FrameType.PING && received[off + 4] === 1) {
+            found.push(received.subarray(off + 9, off + 17).toString());
+          }
+        }
+        return found;
+      };
+      s.on("data", (d: Buffer) => (received = Buffer.concat([received, d])));
+      s.write(
+        Buffer.concat([
+          Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1"),
+          frame(FrameType.SETTINGS, 0, 0),
+          frame(FrameType.PING, 0, 0, Buffer.from("12345678")),
+        ]),
+      );
+      while (acks().length < 1) await new Promise((r) => setTimeout(r, 5));
+      const headers = encodeHeaderBlock([
+        [":method", "POST"],
+        [":scheme", "http"],
+        [":path", "/t.S/Echo"],
+        ["content-type", "application/grpc"],
+      ]);
+      s.write(
+        Buffer.concat([
+          frame(FrameType.PING, 0, 0, Buffer.from("abcdefgh")),
+          frame(FrameType.HEADERS, 0x4, 1, headers),
+          frame(FrameType.DATA, 0x1, 1, Buffer.from([0, 0, 0, 0, 1, 0x61])),
+        ]),
+      );
+      while (acks().length < 2) await new Promise((r) => setTimeout(r, 5));
+      assert.deepEqual(acks(), ["12345678", "abcdefgh"]);
+      s.destroy();
+    },
+  );
+});
+
 void test("a client that opens its windows but never reads cannot make the server buffer without bound", async () => {
   let written = 0;
   let blocked: () => void;
