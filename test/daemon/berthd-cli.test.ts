@@ -73,6 +73,8 @@ void test("logs are JSON lines; metrics are served at /v1/metrics with the GC pa
       body,
       /grpc_server_handled_total\{grpc_service="containerd.services.leases.v1.Leases",grpc_method="Delete",grpc_code="OK"\} 1/,
     );
+    // Node's own metrics, the event-loop lag among them (sampled once a second).
+    assert.match(body, /^berthd_nodejs_eventloop_lag_seconds \d/m);
     assert.equal((await fetch(`http://127.0.0.1:${port}/nope`)).status, 404);
   } finally {
     await d.stop();
