@@ -292,6 +292,11 @@ export class Http2Connection {
       return;
     }
     if (this.pingAcks.length > 0) this.flushPingAcks();
+    if (bytes.length > 0) this.write(bytes);
+  }
+
+  /** Writes to the socket, corked until the end of this turn. */
+  private write(bytes: Buffer): void {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -300,7 +305,7 @@ export class Http2Connection {
         this.socket.uncork();
       });
     }
-    if (bytes.length > 0) this.socket.write(bytes);
+    this.socket.write(bytes);
   }
 
   /**
@@ -329,15 +334,7 @@ export class Http2Connection {
       clearTimeout(this.pingTimer);
       this.pingTimer = undefined;
     }
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
-    for (const ack of acks) this.socket.write(ack);
+    for (const ack of acks) this.write(ack);
   }
 
   sendHeaders(streamId: number, block: Buffer, endStream: boolean): void {
