@@ -343,6 +343,30 @@ void test("directory mtimes are set after their children; out-of-range times bec
   assert.equal(lstatSync(join(root, "atime2"), { bigint: true }).atimeNs, 150_250_000_000n);
 });
 
+void test("a directory replaced by a symlink gets no times, its symlink's target keeps its own", async (t) => {
+  const root = scratch(t);
+  await apply(
+    craftTar([
+      { name: "real/", type: "dir", mtime: 2000 },
+      { name: "a/", type: "dir", mtime: 1000 },
+      { name: "a/inside", content: "gone with a" },
+      // Replaces the directory a; a/x then resolves through the link, into real.
+      { name: "a", type: "symlink", linkname: "real" },
+      { name: "a/x", content: "x", mtime: 3000 },
+      { name: "b/", type: "dir", mode: 0o711, uid: 0, gid: 0, mtime: 4000 },
+      { name: "b/", type: "dir", mode: 0o700, uid: 5, gid: 6, mtime: 5000 },
+    ]),
+    root,
+  );
+  assert.ok(lstatSync(join(root, "a")).isSymbolicLink());
+  assert.equal(readFileSync(join(root, "real", "x"), "utf8"), "x");
+  // a's recorded times belong to the directory that was removed, not to what a leads to now.
+  assert.equal(lstatSync(join(root, "real")).mtimeMs, 2000_000);
+  // A directory met twice: the second header's owner, mode and times.
+  const b = lstatSync(join(root, "b"));
+  assert.deepEqual([b.mode & 0o7777, b.uid, b.gid, b.mtimeMs], [0o700, 5, 6, 5000_000]);
+});
+
 function lowerTree(root: string): void {
   for (const d of ["keep", "gone", "opq/sub", "opq/kept-dir"]) mkdirSync(join(root, d), { recursive: true });
   writeFileSync(join(root, "keep", "a"), "a");

@@ -396,16 +396,34 @@ class Applier implements TarSink {
       }
     }
     if (fd === -1) fd = openat(dir.fd, base, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
+    let st: BigIntStats;
     try {
-      fchownSync(fd, h.uid, h.gid);
+      st = fstatSync(fd, { bigint: true });
+      // A chown that changes nothing is skipped (on a directory it has no other effect); chmod is
+      // skipped when the mode is already right and no xattr (an ACL) may have changed it.
+      if (Number(st.uid) !== h.uid || Number(st.gid) !== h.gid) fchownSync(fd, h.uid, h.gid);
       this.setXattrs(h, (key, value) => fsetxattr(fd, key, value));
-      fchmodSync(fd, h.mode & 0o7777);
-      const st = fstatSync(fd, { bigint: true });
+      if (h.xattrs.length > 0 || (Number(st.mode) & 0o7777) !== (h.mode & 0o7777))
+        fchmodSync(fd, h.mode & 0o7777);
       // Times are set at the end, once nothing more is created inside.
       this.dirs.push({ name: comps.join("/"), dev: st.dev, ino: st.ino, ...entryTimes(h) });
-    } finally {
+    } catch (err) {
       close(fd);
+      throw err;
     }
+    // Its entries most likely follow: the descriptor is kept as their parent's.
+    this.cacheDir(comps.join("/"), { fd, id: dirId(st) });
+  }
+
+  /** Caches dir under key (a name as the archive spells it), replacing what was there. */
+  private cacheDir(key: string, dir: Dir): void {
+    const old = this.cache.get(key);
+    if (old !== undefined) {
+      this.cache.delete(key);
+      if (old !== this.pinned) close(old.fd);
+    }
+    if (this.cache.size >= MAX_CACHED_DIRS) this.invalidate();
+    this.cache.set(key, dir);
   }
 
   private hardlink(dir: Dir, base: string, h: TarHeader): void {
@@ -534,8 +552,7 @@ class Applier implements TarSink {
         close(fd);
         throw err;
       }
-      if (this.cache.size >= MAX_CACHED_DIRS) this.invalidate();
-      this.cache.set(key, dir);
+      this.cacheDir(key, dir);
     }
     this.pinned = dir;
     return dir;
@@ -720,16 +737,12 @@ class Applier implements TarSink {
   /** Directory times, set last (after their contents), to the directories this layer wrote. */
   finish(): void {
     for (const d of this.dirs) {
+      // Still cached: nothing was removed since it was opened (a removal empties the cache), so
+      // the name still leads there; no lookup needed. The inode check below holds either way.
+      const cached = this.cache.get(d.name);
       let fd: number;
       try {
-        const comps = d.name.split("/");
-        const base = comps.pop()!;
-        const pfd = this.openDir(comps, false, O.PATH | O.DIRECTORY);
-        try {
-          fd = openat(pfd, base, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
-        } finally {
-          close(pfd);
-        }
+        fd = cached !== undefined ? cached.fd : this.openDirectory(d.name);
       } catch (err) {
         if (hasCode(err, "ENOENT") || hasCode(err, "ENOTDIR") || hasCode(err, "ELOOP")) continue;
         throw entryError(d.name, err);
@@ -741,8 +754,29 @@ class Applier implements TarSink {
       } catch (err) {
         throw entryError(d.name, err);
       } finally {
-        close(fd);
+        if (cached === undefined) close(fd);
       }
+    }
+  }
+
+  /** Opens the directory name (as the archive spells it) without following its last component. */
+  private openDirectory(name: string): number {
+    // Fast path: a path without symlinks resolves the same in the kernel and in RootPath.
+    try {
+      return openat2(this.rootfd, name, {
+        flags: O.RDONLY | O.DIRECTORY,
+        resolve: IN_ROOT | RESOLVE.NO_SYMLINKS,
+      });
+    } catch (err) {
+      if (!hasCode(err, "ENOENT") && !hasCode(err, "ELOOP") && !hasCode(err, "ENOTDIR")) throw err;
+    }
+    const comps = name.split("/");
+    const base = comps.pop()!;
+    const pfd = this.openDir(comps, false, O.PATH | O.DIRECTORY);
+    try {
+      return openat(pfd, base, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
+    } finally {
+      close(pfd);
     }
   }
 
