@@ -128,6 +128,15 @@ interface Dir {
   fd: number;
   /** st_dev:st_ino of the directory, the identity used for opaque bookkeeping. */
   id: string;
+  /**
+   * The owner every regular file created here gets, learned from the first one (undefined: none
+   * created yet; null: this directory's files get chown and chmod always). Set only when that
+   * file's mode came out as its open mode less the umask and the directory has no default ACL,
+   * so that later files' modes are known too. It depends on the process's credentials, the
+   * directory's group and set-group-ID bit and the mount, none of which an apply changes but
+   * through a directory entry, which forgets it (see directory()).
+   */
+  created?: { uid: number; gid: number } | null;
 }
 
 interface DirTimes {
@@ -141,6 +150,15 @@ interface DirTimes {
 interface OpenFile {
   fd: number;
   header: TarHeader;
+  /** Owner and mode it was created with, when known without asking the kernel (see Dir.created). */
+  created: { uid: number; gid: number; mode: number } | null;
+}
+
+/** The process's umask, read once (a worker may read it, not set it). */
+let umaskValue: number | undefined;
+function umask(): number {
+  umaskValue ??= process.umask();
+  return umaskValue;
 }
 
 function errnoOf(err: unknown): number | undefined {
@@ -292,9 +310,14 @@ class Applier implements TarSink {
     try {
       this.flush(file.fd);
       const h = file.header;
-      fchownSync(file.fd, h.uid, h.gid);
+      const c = file.created;
+      // A new file's chown that changes nothing has no effect (no set-ID bits, capabilities or
+      // ACLs yet to drop); chmod is skipped when the mode is already right and no xattr (an ACL)
+      // may change it.
+      if (c === null || c.uid !== h.uid || c.gid !== h.gid) fchownSync(file.fd, h.uid, h.gid);
       this.setXattrs(h, (key, value) => fsetxattr(file.fd, key, value));
-      fchmodSync(file.fd, h.mode & 0o7777);
+      if (c === null || h.xattrs.length > 0 || c.mode !== (h.mode & 0o7777))
+        fchmodSync(file.fd, h.mode & 0o7777);
       const { atime, mtime } = entryTimes(h);
       futimens(file.fd, atime, mtime);
     } catch (err) {
@@ -336,14 +359,17 @@ class Applier implements TarSink {
       throw invalidArgument(`uid/gid ${h.uid}/${h.gid} out of range`);
     const dir = this.parentDir(parent);
     switch (h.type) {
-      case "file":
-        this.file = {
-          fd: this.create(dir, base, () =>
-            openat(dir.fd, base, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, 0o600),
-          ),
-          header: h,
-        };
+      case "file": {
+        // Created with its permission bits, so that chmod is only needed when the umask (or a
+        // set-ID or sticky bit) is in the way.
+        const mode = h.mode & 0o777;
+        const fd = this.create(dir, base, () =>
+          openat(dir.fd, base, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, mode),
+        );
+        this.file = { fd, header: h, created: null };
+        this.file.created = this.createdAs(dir, fd, mode);
         break;
+      }
       case "dir":
         this.directory(dir, base, comps, h);
         break;
@@ -386,7 +412,9 @@ class Applier implements TarSink {
       mkdirat(dir.fd, base, 0o700);
     } catch (err) {
       if (!hasCode(err, "EEXIST")) throw err;
-      // An existing directory is merged: only its metadata changes.
+      // An existing directory is merged: only its metadata changes. What files created in it
+      // get may change with it, under whichever name it is cached.
+      for (const d of this.cache.values()) d.created = undefined;
       try {
         fd = openat(dir.fd, base, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
       } catch (err2) {
@@ -413,6 +441,21 @@ class Applier implements TarSink {
     }
     // Its entries most likely follow: the descriptor is kept as their parent's.
     this.cacheDir(comps.join("/"), { fd, id: dirId(st) });
+  }
+
+  /**
+   * The owner and mode of the file fd just created in dir with mode, when dir's earlier files
+   * tell; the first file of a directory is looked at (one fstat, and the directory's default ACL).
+   */
+  private createdAs(dir: Dir, fd: number, mode: number): OpenFile["created"] {
+    const expected = mode & ~umask();
+    if (dir.created === undefined) {
+      dir.created = null;
+      const st = fstatSync(fd);
+      if ((st.mode & 0o7777) === expected && !hasDefaultAcl(dir.fd))
+        dir.created = { uid: st.uid, gid: st.gid };
+    }
+    return dir.created === null ? null : { ...dir.created, mode: expected };
   }
 
   /** Caches dir under key (a name as the archive spells it), replacing what was there. */
@@ -790,6 +833,18 @@ class Applier implements TarSink {
     for (const fd of this.parentFds.splice(0)) close(fd);
     if (this.rootfd >= 0) close(this.rootfd);
     this.rootfd = -1;
+  }
+}
+
+/** True when the directory has a default ACL (its new files' modes do not follow the umask). */
+function hasDefaultAcl(fd: number): boolean {
+  try {
+    fgetxattr(fd, "system.posix_acl_default");
+    return true;
+  } catch (err) {
+    const e = errnoOf(err);
+    if (e === ENODATA || e === ENOTSUP) return false;
+    throw err;
   }
 }
 
