@@ -23,6 +23,7 @@ import {
   close,
   fchownat,
   fgetxattr,
+  fhasxattr,
   flistxattr,
   fsetxattr,
   futimens,
@@ -452,7 +453,7 @@ class Applier implements TarSink {
     if (dir.created === undefined) {
       dir.created = null;
       const st = fstatSync(fd);
-      if ((st.mode & 0o7777) === expected && !hasDefaultAcl(dir.fd))
+      if ((st.mode & 0o7777) === expected && !fhasxattr(dir.fd, "system.posix_acl_default"))
         dir.created = { uid: st.uid, gid: st.gid };
     }
     return dir.created === null ? null : { ...dir.created, mode: expected };
@@ -833,18 +834,6 @@ class Applier implements TarSink {
     for (const fd of this.parentFds.splice(0)) close(fd);
     if (this.rootfd >= 0) close(this.rootfd);
     this.rootfd = -1;
-  }
-}
-
-/** True when the directory has a default ACL (its new files' modes do not follow the umask). */
-function hasDefaultAcl(fd: number): boolean {
-  try {
-    fgetxattr(fd, "system.posix_acl_default");
-    return true;
-  } catch (err) {
-    const e = errnoOf(err);
-    if (e === ENODATA || e === ENOTSUP) return false;
-    throw err;
   }
 }
 
