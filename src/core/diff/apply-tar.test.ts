@@ -400,6 +400,9 @@ void test("files get the header's owner and mode whatever their directory gives 
       { name: "sg/a", content: "a", gid: 0, mode: 0o644 },
       { name: "sg/b", content: "b", gid: 50, mode: 0o644 },
       { name: "sg/c", content: "c", uid: 0, gid: 0, mode: 0o640 },
+      // Symlinks get the owner the directory gives too: 0:50 here, so these need their chown.
+      { name: "sg/l", type: "symlink", linkname: "a" },
+      { name: "sg/l50", type: "symlink", linkname: "a", gid: 50 },
       // 0640 comes out as asked under the ACL too; 0644 and 0755 do not.
       { name: "acl/first", content: "1", mode: 0o640 },
       { name: "acl/second", content: "2", mode: 0o644 },
@@ -415,6 +418,8 @@ void test("files get the header's owner and mode whatever their directory gives 
       { name: "plain/y", content: "y", mode: 0o666 },
       { name: "plain/z", content: "z", mode: 0o4755 },
       { name: "plain/w", content: "w", mode: 0o755, uid: 1000, gid: 1000 },
+      { name: "plain/l", type: "symlink", linkname: "x" },
+      { name: "plain/l1000", type: "symlink", linkname: "x", uid: 1000, gid: 1001 },
     ]),
     root,
   );
@@ -437,6 +442,16 @@ void test("files get the header's owner and mode whatever their directory gives 
     "644 0:0",
   ]);
   assert.equal(got("m"), "2755 0:60");
+  const owner = (p: string) => {
+    const st = lstatSync(join(root, p));
+    return `${st.isSymbolicLink() ? "link" : "?"} ${st.uid}:${st.gid}`;
+  };
+  assert.deepEqual(["sg/l", "sg/l50", "plain/l", "plain/l1000"].map(owner), [
+    "link 0:0",
+    "link 0:50",
+    "link 0:0",
+    "link 1000:1001",
+  ]);
   assert.deepEqual(["plain/x", "plain/y", "plain/z", "plain/w"].map(got), [
     "600 0:0",
     "666 0:0",

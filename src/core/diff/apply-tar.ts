@@ -503,7 +503,11 @@ class Applier implements TarSink {
       const st = pfd === -1 ? null : fstatSync(pfd);
       // A hardlink shares its inode with an earlier entry: a no-op chown would still strip the
       // security.capability that entry set (the kernel drops it on every chown).
-      if (h.type !== "link" || st === null || st.uid !== h.uid || st.gid !== h.gid)
+      // A new symlink already has the owner its directory gives new files, when that is known
+      // (see Dir.created): a chown to it would change nothing.
+      const known = h.type === "symlink" ? dir.created : undefined;
+      const owned = known?.uid === h.uid && known.gid === h.gid;
+      if (!owned && (h.type !== "link" || st === null || st.uid !== h.uid || st.gid !== h.gid))
         fchownat(dir.fd, base, h.uid, h.gid, AT.SYMLINK_NOFOLLOW);
       this.setXattrs(h, (key, value) => lsetxattrAt(dir.fd, base, key, value));
       if (chmod && st !== null && (st.mode & S.IFMT) !== S.IFLNK)
