@@ -31,8 +31,13 @@ const CONFIG = {
 };
 const OUT = process.env.BENCH_OUT ?? "/tmp/berth-bench-apply.json";
 const BERTHD_CPU_PROF = process.env.BENCH_BERTHD_CPU_PROF;
+/**
+ * BENCH_BERTHD_BASELINE=<checkout>/bin/berthd: a second berthd from another build takes its turns
+ * in the same rounds (as in run-pulls.ts), reported in extra rows against the same containerd.
+ */
+const BASELINE = process.env.BENCH_BERTHD_BASELINE;
 
-type DaemonName = "berthd" | "containerd";
+type DaemonName = "berthd" | "containerd" | "baseline";
 
 function log(msg: string): void {
   process.stderr.write(`${msg}\n`);
@@ -62,10 +67,19 @@ runSection(async (cleanups) => {
   cleanups.add("stop berthd", () => berthd.stop());
   const containerd = await startContainerd({ logLevel: "info" });
   cleanups.add("stop containerd", () => containerd.stop());
-  const targets = [
-    { name: "berthd" as const, address: berthd.address, pid: berthd.pid },
-    { name: "containerd" as const, address: containerd.address, pid: containerd.pid },
+  const targets: { name: DaemonName; address: string; pid: number }[] = [
+    { name: "berthd", address: berthd.address, pid: berthd.pid },
+    { name: "containerd", address: containerd.address, pid: containerd.pid },
   ];
+  if (BASELINE !== undefined) {
+    const baseline = await startWrappedBerthd(dir, {
+      logFile: join(dir, "baseline.log"),
+      name: "baseline-wrapper",
+      berthdPath: BASELINE,
+    });
+    cleanups.add("stop baseline berthd", () => baseline.stop());
+    targets.push({ name: "baseline", address: baseline.address, pid: baseline.pid });
+  }
 
   log(`Diff.Apply of the ${CONFIG.applyMiB} MiB gzip layer x${CONFIG.applyRounds}...`);
   const apply = await applyRounds(targets, layer, {
@@ -103,6 +117,46 @@ runSection(async (cleanups) => {
     }
   }
 
+  const of = <T>(
+    results: Partial<Record<DaemonName, Outcome<T>>>,
+    who: "berthd" | "baseline",
+  ): Partial<Record<"berthd" | "containerd", Outcome<T>>> => ({
+    berthd: results[who],
+    containerd: results.containerd,
+  });
+  const baselineRows: Row[] =
+    BASELINE === undefined
+      ? []
+      : [
+          comparisonRow(
+            "  baseline build (in the berthd column): Diff.Apply large",
+            "MB/s",
+            "higher",
+            of(apply, "baseline"),
+            (s) => s.medianMegabytesPerSecond,
+          ),
+          comparisonRow(
+            "  baseline build (in the berthd column): daemon CPU per apply",
+            "s",
+            "lower",
+            of(apply, "baseline"),
+            (s) => s.medianDaemonCpuSeconds,
+          ),
+          comparisonRow(
+            "  baseline build (in the berthd column): Diff.Apply small",
+            "ms",
+            "lower",
+            of(applySmall, "baseline"),
+            (s) => s.medianSeconds * 1000,
+          ),
+          comparisonRow(
+            "  baseline build (in the berthd column): Version round trip",
+            "ms",
+            "lower",
+            of(unary, "baseline"),
+            (v) => v,
+          ),
+        ];
   const rows: Row[] = [
     {
       ...comparisonRow(
@@ -129,6 +183,7 @@ runSection(async (cleanups) => {
       unary,
       (v) => v,
     ),
+    ...baselineRows,
   ];
   const goals = checkTargets(rows);
   const report = {

@@ -294,6 +294,18 @@ export function fgetxattr(fd: number, name: string): Buffer {
   );
 }
 
+/**
+ * Whether fd has the xattr name, without building an error for the common "no" (ENODATA, or
+ * ENOTSUP where the file system has no xattrs of that kind).
+ */
+export function fhasxattr(fd: number, name: string): boolean {
+  const n = Number(fgetxattrCall(fd, name, null, 0) as number | bigint);
+  if (n >= 0) return true;
+  const errno = koffi.errno();
+  if (errno === 61 /* ENODATA */ || errno === 95 /* ENOTSUP */) return false;
+  throw new SysError(errno, "fgetxattr", name);
+}
+
 /** llistxattr/lgetxattr of entry name of dirfd (through /proc/self/fd, see lsetxattrAt). */
 export function llistxattrAt(dirfd: number, name: string): string[] {
   const path = `/proc/self/fd/${dirfd}/${name}`;

@@ -343,6 +343,123 @@ void test("directory mtimes are set after their children; out-of-range times bec
   assert.equal(lstatSync(join(root, "atime2"), { bigint: true }).atimeNs, 150_250_000_000n);
 });
 
+void test("a directory replaced by a symlink gets no times, its symlink's target keeps its own", async (t) => {
+  const root = scratch(t);
+  await apply(
+    craftTar([
+      { name: "real/", type: "dir", mtime: 2000 },
+      { name: "a/", type: "dir", mtime: 1000 },
+      { name: "a/inside", content: "gone with a" },
+      // Replaces the directory a; a/x then resolves through the link, into real.
+      { name: "a", type: "symlink", linkname: "real" },
+      { name: "a/x", content: "x", mtime: 3000 },
+      { name: "b/", type: "dir", mode: 0o711, uid: 0, gid: 0, mtime: 4000 },
+      { name: "b/", type: "dir", mode: 0o700, uid: 5, gid: 6, mtime: 5000 },
+    ]),
+    root,
+  );
+  assert.ok(lstatSync(join(root, "a")).isSymbolicLink());
+  assert.equal(readFileSync(join(root, "real", "x"), "utf8"), "x");
+  // a's recorded times belong to the directory that was removed, not to what a leads to now.
+  assert.equal(lstatSync(join(root, "real")).mtimeMs, 2000_000);
+  // A directory met twice: the second header's owner, mode and times.
+  const b = lstatSync(join(root, "b"));
+  assert.deepEqual([b.mode & 0o7777, b.uid, b.gid, b.mtimeMs], [0o700, 5, 6, 5000_000]);
+});
+
+void test("files get the header's owner and mode whatever their directory gives new files", async (t) => {
+  const root = scratch(t);
+  // A set-group-ID directory: what is created in it gets its group (50), not the creator's.
+  mkdirSync(join(root, "sg"));
+  chownSync(join(root, "sg"), 0, 50);
+  chmodSync(join(root, "sg"), 0o2775);
+  // A default ACL (others: nothing): new files' modes follow it, not the umask.
+  mkdirSync(join(root, "acl"));
+  const acl = Buffer.alloc(4 + 3 * 8);
+  acl.writeUInt32LE(2, 0); // POSIX_ACL_XATTR_VERSION
+  [
+    [0x01, 7], // ACL_USER_OBJ rwx
+    [0x04, 5], // ACL_GROUP_OBJ r-x
+    [0x20, 0], // ACL_OTHER ---
+  ].forEach(([tag, perm], i) => {
+    acl.writeUInt16LE(tag!, 4 + i * 8);
+    acl.writeUInt16LE(perm!, 6 + i * 8);
+    acl.writeUInt32LE(0xffffffff, 8 + i * 8);
+  });
+  const afd = openat(AT.FDCWD, join(root, "acl"), O.RDONLY | O.DIRECTORY);
+  try {
+    fsetxattr(afd, "system.posix_acl_default", acl);
+  } finally {
+    close(afd);
+  }
+  // A plain directory whose group and set-group-ID bit change between two files.
+  mkdirSync(join(root, "m"));
+  symlinkSync("m", join(root, "alias"));
+  await apply(
+    craftTar([
+      { name: "sg/a", content: "a", gid: 0, mode: 0o644 },
+      { name: "sg/b", content: "b", gid: 50, mode: 0o644 },
+      { name: "sg/c", content: "c", uid: 0, gid: 0, mode: 0o640 },
+      // Symlinks get the owner the directory gives too: 0:50 here, so these need their chown.
+      { name: "sg/l", type: "symlink", linkname: "a" },
+      { name: "sg/l50", type: "symlink", linkname: "a", gid: 50 },
+      // 0640 comes out as asked under the ACL too; 0644 and 0755 do not.
+      { name: "acl/first", content: "1", mode: 0o640 },
+      { name: "acl/second", content: "2", mode: 0o644 },
+      { name: "acl/third", content: "3", mode: 0o755 },
+      // Learnt under the name alias, then m changes: alias must not be trusted either.
+      { name: "alias/zero", content: "0" },
+      { name: "m/one", content: "1" },
+      { name: "m/", type: "dir", mode: 0o2755, gid: 60 },
+      { name: "m/two", content: "2" },
+      { name: "alias/three", content: "3" },
+      { name: "plain/", type: "dir" },
+      { name: "plain/x", content: "x", mode: 0o600 },
+      { name: "plain/y", content: "y", mode: 0o666 },
+      { name: "plain/z", content: "z", mode: 0o4755 },
+      { name: "plain/w", content: "w", mode: 0o755, uid: 1000, gid: 1000 },
+      { name: "plain/l", type: "symlink", linkname: "x" },
+      { name: "plain/l1000", type: "symlink", linkname: "x", uid: 1000, gid: 1001 },
+    ]),
+    root,
+  );
+  const got = (p: string) => {
+    const st = lstatSync(join(root, p));
+    return `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
+  };
+  assert.deepEqual(["sg/a", "sg/b", "sg/c", "acl/first", "acl/second", "acl/third"].map(got), [
+    "644 0:0",
+    "644 0:50",
+    "640 0:0",
+    "640 0:0",
+    "644 0:0",
+    "755 0:0",
+  ]);
+  assert.deepEqual(["m/zero", "m/one", "m/two", "m/three"].map(got), [
+    "644 0:0",
+    "644 0:0",
+    "644 0:0",
+    "644 0:0",
+  ]);
+  assert.equal(got("m"), "2755 0:60");
+  const owner = (p: string) => {
+    const st = lstatSync(join(root, p));
+    return `${st.isSymbolicLink() ? "link" : "?"} ${st.uid}:${st.gid}`;
+  };
+  assert.deepEqual(["sg/l", "sg/l50", "plain/l", "plain/l1000"].map(owner), [
+    "link 0:0",
+    "link 0:50",
+    "link 0:0",
+    "link 1000:1001",
+  ]);
+  assert.deepEqual(["plain/x", "plain/y", "plain/z", "plain/w"].map(got), [
+    "600 0:0",
+    "666 0:0",
+    "4755 0:0",
+    "755 1000:1000",
+  ]);
+});
+
 function lowerTree(root: string): void {
   for (const d of ["keep", "gone", "opq/sub", "opq/kept-dir"]) mkdirSync(join(root, d), { recursive: true });
   writeFileSync(join(root, "keep", "a"), "a");

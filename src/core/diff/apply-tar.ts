@@ -23,6 +23,7 @@ import {
   close,
   fchownat,
   fgetxattr,
+  fhasxattr,
   flistxattr,
   fsetxattr,
   futimens,
@@ -128,6 +129,15 @@ interface Dir {
   fd: number;
   /** st_dev:st_ino of the directory, the identity used for opaque bookkeeping. */
   id: string;
+  /**
+   * The owner every regular file created here gets, learned from the first one (undefined: none
+   * created yet; null: this directory's files get chown and chmod always). Set only when that
+   * file's mode came out as its open mode less the umask and the directory has no default ACL,
+   * so that later files' modes are known too. It depends on the process's credentials, the
+   * directory's group and set-group-ID bit and the mount, none of which an apply changes but
+   * through a directory entry, which forgets it (see directory()).
+   */
+  created?: { uid: number; gid: number } | null;
 }
 
 interface DirTimes {
@@ -141,6 +151,15 @@ interface DirTimes {
 interface OpenFile {
   fd: number;
   header: TarHeader;
+  /** Owner and mode it was created with, when known without asking the kernel (see Dir.created). */
+  created: { uid: number; gid: number; mode: number } | null;
+}
+
+/** The process's umask, read once (a worker may read it, not set it). */
+let umaskValue: number | undefined;
+function umask(): number {
+  umaskValue ??= process.umask();
+  return umaskValue;
 }
 
 function errnoOf(err: unknown): number | undefined {
@@ -292,9 +311,14 @@ class Applier implements TarSink {
     try {
       this.flush(file.fd);
       const h = file.header;
-      fchownSync(file.fd, h.uid, h.gid);
+      const c = file.created;
+      // A new file's chown that changes nothing has no effect (no set-ID bits, capabilities or
+      // ACLs yet to drop); chmod is skipped when the mode is already right and no xattr (an ACL)
+      // may change it.
+      if (c === null || c.uid !== h.uid || c.gid !== h.gid) fchownSync(file.fd, h.uid, h.gid);
       this.setXattrs(h, (key, value) => fsetxattr(file.fd, key, value));
-      fchmodSync(file.fd, h.mode & 0o7777);
+      if (c === null || h.xattrs.length > 0 || c.mode !== (h.mode & 0o7777))
+        fchmodSync(file.fd, h.mode & 0o7777);
       const { atime, mtime } = entryTimes(h);
       futimens(file.fd, atime, mtime);
     } catch (err) {
@@ -336,14 +360,17 @@ class Applier implements TarSink {
       throw invalidArgument(`uid/gid ${h.uid}/${h.gid} out of range`);
     const dir = this.parentDir(parent);
     switch (h.type) {
-      case "file":
-        this.file = {
-          fd: this.create(dir, base, () =>
-            openat(dir.fd, base, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, 0o600),
-          ),
-          header: h,
-        };
+      case "file": {
+        // Created with its permission bits, so that chmod is only needed when the umask (or a
+        // set-ID or sticky bit) is in the way.
+        const mode = h.mode & 0o777;
+        const fd = this.create(dir, base, () =>
+          openat(dir.fd, base, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, mode),
+        );
+        this.file = { fd, header: h, created: null };
+        this.file.created = this.createdAs(dir, fd, mode);
         break;
+      }
       case "dir":
         this.directory(dir, base, comps, h);
         break;
@@ -386,7 +413,9 @@ class Applier implements TarSink {
       mkdirat(dir.fd, base, 0o700);
     } catch (err) {
       if (!hasCode(err, "EEXIST")) throw err;
-      // An existing directory is merged: only its metadata changes.
+      // An existing directory is merged: only its metadata changes. What files created in it
+      // get may change with it, under whichever name it is cached.
+      for (const d of this.cache.values()) d.created = undefined;
       try {
         fd = openat(dir.fd, base, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
       } catch (err2) {
@@ -396,16 +425,49 @@ class Applier implements TarSink {
       }
     }
     if (fd === -1) fd = openat(dir.fd, base, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
+    let st: BigIntStats;
     try {
-      fchownSync(fd, h.uid, h.gid);
+      st = fstatSync(fd, { bigint: true });
+      // A chown that changes nothing is skipped (on a directory it has no other effect); chmod is
+      // skipped when the mode is already right and no xattr (an ACL) may have changed it.
+      if (Number(st.uid) !== h.uid || Number(st.gid) !== h.gid) fchownSync(fd, h.uid, h.gid);
       this.setXattrs(h, (key, value) => fsetxattr(fd, key, value));
-      fchmodSync(fd, h.mode & 0o7777);
-      const st = fstatSync(fd, { bigint: true });
+      if (h.xattrs.length > 0 || (Number(st.mode) & 0o7777) !== (h.mode & 0o7777))
+        fchmodSync(fd, h.mode & 0o7777);
       // Times are set at the end, once nothing more is created inside.
       this.dirs.push({ name: comps.join("/"), dev: st.dev, ino: st.ino, ...entryTimes(h) });
-    } finally {
+    } catch (err) {
       close(fd);
+      throw err;
     }
+    // Its entries most likely follow: the descriptor is kept as their parent's.
+    this.cacheDir(comps.join("/"), { fd, id: dirId(st) });
+  }
+
+  /**
+   * The owner and mode of the file fd just created in dir with mode, when dir's earlier files
+   * tell; the first file of a directory is looked at (one fstat, and the directory's default ACL).
+   */
+  private createdAs(dir: Dir, fd: number, mode: number): OpenFile["created"] {
+    const expected = mode & ~umask();
+    if (dir.created === undefined) {
+      dir.created = null;
+      const st = fstatSync(fd);
+      if ((st.mode & 0o7777) === expected && !fhasxattr(dir.fd, "system.posix_acl_default"))
+        dir.created = { uid: st.uid, gid: st.gid };
+    }
+    return dir.created === null ? null : { ...dir.created, mode: expected };
+  }
+
+  /** Caches dir under key (a name as the archive spells it), replacing what was there. */
+  private cacheDir(key: string, dir: Dir): void {
+    const old = this.cache.get(key);
+    if (old !== undefined) {
+      this.cache.delete(key);
+      if (old !== this.pinned) close(old.fd);
+    }
+    if (this.cache.size >= MAX_CACHED_DIRS) this.invalidate();
+    this.cache.set(key, dir);
   }
 
   private hardlink(dir: Dir, base: string, h: TarHeader): void {
@@ -441,7 +503,11 @@ class Applier implements TarSink {
       const st = pfd === -1 ? null : fstatSync(pfd);
       // A hardlink shares its inode with an earlier entry: a no-op chown would still strip the
       // security.capability that entry set (the kernel drops it on every chown).
-      if (h.type !== "link" || st === null || st.uid !== h.uid || st.gid !== h.gid)
+      // A new symlink already has the owner its directory gives new files, when that is known
+      // (see Dir.created): a chown to it would change nothing.
+      const known = h.type === "symlink" ? dir.created : undefined;
+      const owned = known?.uid === h.uid && known.gid === h.gid;
+      if (!owned && (h.type !== "link" || st === null || st.uid !== h.uid || st.gid !== h.gid))
         fchownat(dir.fd, base, h.uid, h.gid, AT.SYMLINK_NOFOLLOW);
       this.setXattrs(h, (key, value) => lsetxattrAt(dir.fd, base, key, value));
       if (chmod && st !== null && (st.mode & S.IFMT) !== S.IFLNK)
@@ -534,8 +600,7 @@ class Applier implements TarSink {
         close(fd);
         throw err;
       }
-      if (this.cache.size >= MAX_CACHED_DIRS) this.invalidate();
-      this.cache.set(key, dir);
+      this.cacheDir(key, dir);
     }
     this.pinned = dir;
     return dir;
@@ -720,16 +785,12 @@ class Applier implements TarSink {
   /** Directory times, set last (after their contents), to the directories this layer wrote. */
   finish(): void {
     for (const d of this.dirs) {
+      // Still cached: nothing was removed since it was opened (a removal empties the cache), so
+      // the name still leads there; no lookup needed. The inode check below holds either way.
+      const cached = this.cache.get(d.name);
       let fd: number;
       try {
-        const comps = d.name.split("/");
-        const base = comps.pop()!;
-        const pfd = this.openDir(comps, false, O.PATH | O.DIRECTORY);
-        try {
-          fd = openat(pfd, base, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
-        } finally {
-          close(pfd);
-        }
+        fd = cached !== undefined ? cached.fd : this.openDirectory(d.name);
       } catch (err) {
         if (hasCode(err, "ENOENT") || hasCode(err, "ENOTDIR") || hasCode(err, "ELOOP")) continue;
         throw entryError(d.name, err);
@@ -741,8 +802,29 @@ class Applier implements TarSink {
       } catch (err) {
         throw entryError(d.name, err);
       } finally {
-        close(fd);
+        if (cached === undefined) close(fd);
       }
+    }
+  }
+
+  /** Opens the directory name (as the archive spells it) without following its last component. */
+  private openDirectory(name: string): number {
+    // Fast path: a path without symlinks resolves the same in the kernel and in RootPath.
+    try {
+      return openat2(this.rootfd, name, {
+        flags: O.RDONLY | O.DIRECTORY,
+        resolve: IN_ROOT | RESOLVE.NO_SYMLINKS,
+      });
+    } catch (err) {
+      if (!hasCode(err, "ENOENT") && !hasCode(err, "ELOOP") && !hasCode(err, "ENOTDIR")) throw err;
+    }
+    const comps = name.split("/");
+    const base = comps.pop()!;
+    const pfd = this.openDir(comps, false, O.PATH | O.DIRECTORY);
+    try {
+      return openat(pfd, base, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
+    } finally {
+      close(pfd);
     }
   }
 
