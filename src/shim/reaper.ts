@@ -51,10 +51,13 @@ export interface RegisterOptions {
    * was reused.
    */
   since?: number;
+  /** No 'exit' event for this process (its owner has the promise): the shim's own runc processes. */
+  quiet?: boolean;
 }
 
 interface Registered {
   pid: number;
+  quiet: boolean;
   pidfd: number;
   watch: FdWatch;
   done: Promise<ExitEvent>;
@@ -138,7 +141,7 @@ export class Reaper extends EventEmitter<{ exit: [ExitEvent]; orphan: [ExitEvent
       const recorded = this.unclaimed.get(pid);
       if (recorded !== undefined && recorded.exitedAt.getTime() >= (opts.since ?? 0)) {
         this.unclaimed.delete(pid);
-        queueMicrotask(() => this.emit("exit", recorded));
+        if (opts.quiet !== true) queueMicrotask(() => this.emit("exit", recorded));
         return Promise.resolve(recorded);
       }
       throw notFound(`process ${pid}`);
@@ -150,7 +153,7 @@ export class Reaper extends EventEmitter<{ exit: [ExitEvent]; orphan: [ExitEvent
     const done = new Promise<ExitEvent>((r) => (resolve = r));
     // The pidfd turns readable when the process exits, even before SIGCHLD is handled.
     const watch = watchFd(pidfd, { readable: true }, () => this.schedule());
-    this.registered.set(pid, { pid, pidfd, watch, done, resolve });
+    this.registered.set(pid, { pid, quiet: opts.quiet === true, pidfd, watch, done, resolve });
     this.schedule();
     return done;
   }
@@ -228,7 +231,7 @@ export class Reaper extends EventEmitter<{ exit: [ExitEvent]; orphan: [ExitEvent
       this.unregister(r.pid);
       const event = toEvent(result);
       r.resolve(event);
-      this.emit("exit", event);
+      if (!r.quiet) this.emit("exit", event);
     }
 
     let active: Set<number> | undefined;
