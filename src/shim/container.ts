@@ -2,8 +2,8 @@
 // processes, each driven through runc and watched by the reaper. State machines as containerd's
 // runc shim has them: created -> running -> stopped (init may also be paused); an exec is added,
 // then started, then deleted.
-import { existsSync } from "node:fs";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -131,7 +131,7 @@ export class Container {
     try {
       await clearStoppedLeftover(o.runc, o.id);
       if (o.rootfs.length > 0) {
-        await mkdir(rootfs, { recursive: true, mode: 0o711 });
+        mkdirSync(rootfs, { recursive: true, mode: 0o711 });
         mountAll(o.rootfs, rootfs);
         c.rootfsMounted = true;
       }
@@ -395,10 +395,13 @@ export class Container {
     p.stdio.resize(width, height);
   }
 
-  /** config.json of a bundle ({} when missing or not JSON: runc then reports the problem). */
+  /**
+   * config.json of a bundle ({} when missing or not JSON: runc then reports the problem). Read
+   * synchronously: a few KiB on local disk, cheaper than a round trip through the thread pool.
+   */
   static async spec(bundle: string): Promise<Record<string, unknown>> {
     try {
-      const spec: unknown = JSON.parse(await readFile(join(bundle, "config.json"), "utf8"));
+      const spec: unknown = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8"));
       return typeof spec === "object" && spec !== null ? (spec as Record<string, unknown>) : {};
     } catch {
       return {};

@@ -1,7 +1,8 @@
 // The runc driver (go-runc's job): one method per runc command, argument arrays only (never a
 // shell), errors carrying runc's own last error message from its JSON log.
 import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
-import { mkdtemp, open, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { readFileSync, statSync } from "node:fs";
+import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { BerthError, type ErrorCode } from "../errdefs/errors.js";
@@ -211,9 +212,9 @@ async function lastLogError(path: string, from: number): Promise<string | undefi
   return last;
 }
 
-async function sizeOf(path: string): Promise<number> {
+function sizeOf(path: string): number {
   try {
-    return (await stat(path)).size;
+    return statSync(path).size;
   } catch {
     return 0;
   }
@@ -270,7 +271,7 @@ export class Runc {
       log = join(scratch, "log.json");
     }
     try {
-      const from = await sizeOf(log);
+      const from = sizeOf(log);
       const stdio: StdioOptions = ro.stdio ?? [
         ro.input === undefined ? "ignore" : "pipe",
         ro.output === true ? "pipe" : "ignore",
@@ -476,9 +477,12 @@ export class Runc {
   }
 }
 
-/** Reads a pid file runc wrote (--pid-file); runc writes it atomically before it exits. */
+/**
+ * Reads a pid file runc wrote (--pid-file); runc writes it atomically before it exits. A few bytes
+ * on local disk: read synchronously, cheaper than a thread-pool round trip.
+ */
 export async function readPidFile(path: string): Promise<number> {
-  const text = (await readFile(path, "utf8")).trim();
+  const text = readFileSync(path, "utf8").trim();
   const pid = Number(text);
   if (!Number.isSafeInteger(pid) || pid <= 0)
     throw new BerthError("unknown", `bad pid file ${path}: "${text}"`);
