@@ -4,7 +4,7 @@
 import { mkdtemp, rmdir } from "node:fs/promises";
 import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { MNT, MS, mount, unmount } from "../../sys/mount.js";
+import { MNT, MS, mount, unmount, unmountOffThread } from "../../sys/mount.js";
 import { hasCode } from "../../sys/errno.js";
 import { AT, O, close, openat, openInRoot } from "../../sys/fs-at.js";
 import type { Mount } from "./mount-types.js";
@@ -254,6 +254,17 @@ export function unmountAll(target: string, flags = 0): void {
       throw err;
     }
   }
+}
+
+/**
+ * unmountAll with the unmounts themselves off the event loop (an overlay's unmount syncs its upper
+ * file system: milliseconds). When one fails, unmountAll here says why (retrying EBUSY) and throws
+ * what it throws; once nothing is left mounted that is a single EINVAL.
+ */
+export async function unmountAllOffThread(target: string): Promise<void> {
+  if (target === "" || !existsSync(target)) return;
+  while ((await unmountOffThread(target)) === 0);
+  unmountAll(target);
 }
 
 /**
