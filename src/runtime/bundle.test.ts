@@ -55,17 +55,33 @@ void test(
 );
 
 void test(
-  "a rootfs that is not empty (still mounted, or written into) stops the delete: nothing is removed",
+  "a rootfs that is not empty (still mounted, or written into) is never removed through: its bundle stays",
   withDirs(async (dirs) => {
     const b = await createBundle(dirs, "ns", "c1", spec);
     writeFileSync(join(b.path, "rootfs", "file"), "container data");
-    await assert.rejects(deleteBundle(b), { code: "ENOTEMPTY" });
+    await deleteBundle(b);
     await bundleRemovals();
-    assert.equal(readFileSync(join(b.path, "rootfs", "file"), "utf8"), "container data");
-    assert.deepEqual(
-      (await listBundles(dirs)).map((x) => x.id),
-      ["c1"],
-    );
+    const retired = readdirSync(join(dirs.state, "ns"));
+    assert.equal(retired.length, 1);
+    assert.match(retired[0] as string, /^\.retired-c1-/);
+    const kept = join(dirs.state, "ns", retired[0] as string, "rootfs", "file");
+    assert.equal(readFileSync(kept, "utf8"), "container data");
+    await removeRetiredBundles(dirs);
+    assert.equal(readFileSync(kept, "utf8"), "container data", "nor at a restart");
+    assert.deepEqual(await listBundles(dirs), []);
+  }),
+);
+
+void test(
+  "createBundle makes the namespace's dirs again should they have gone",
+  withDirs(async (dirs) => {
+    await deleteBundle(await createBundle(dirs, "ns", "c1", spec));
+    await bundleRemovals();
+    rmSync(dirs.state, { recursive: true });
+    rmSync(dirs.root, { recursive: true });
+    const b = await createBundle(dirs, "ns", "c2", spec);
+    assert.ok(existsSync(join(b.path, "config.json")));
+    assert.ok(existsSync(join(dirs.root, "ns", "c2")));
   }),
 );
 
