@@ -205,10 +205,20 @@ export class Reaper extends EventEmitter<{ exit: [ExitEvent]; orphan: [ExitEvent
       this.scheduled = false;
       if (this.closed) return;
       try {
-        this.scan();
+        this.scanRegistered();
       } catch (err) {
         this.emit("error", err as Error);
       }
+      // Orphans in a turn of their own: the waiters of the exits just reaped (a Wait reply) go
+      // first, not after a read of every thread's children list.
+      setImmediate(() => {
+        if (this.closed) return;
+        try {
+          this.scanOrphans();
+        } catch (err) {
+          this.emit("error", err as Error);
+        }
+      });
     });
   }
 
@@ -218,6 +228,11 @@ export class Reaper extends EventEmitter<{ exit: [ExitEvent]; orphan: [ExitEvent
 
   /** Reaps every exited registered process and every exited orphan. Runs on SIGCHLD. */
   scan(): void {
+    this.scanRegistered();
+    this.scanOrphans();
+  }
+
+  private scanRegistered(): void {
     for (const r of [...this.registered.values()]) {
       let result: WaitResult | null;
       try {
@@ -233,7 +248,9 @@ export class Reaper extends EventEmitter<{ exit: [ExitEvent]; orphan: [ExitEvent
       r.resolve(event);
       if (!r.quiet) this.emit("exit", event);
     }
+  }
 
+  private scanOrphans(): void {
     let active: Set<number> | undefined;
     const activeOnce = (): Set<number> => (active ??= activeChildProcessPids());
     for (const pid of listChildren()) {
