@@ -283,3 +283,20 @@ void test("unmountAllOffThread takes a stack of mounts away, and is quiet when n
     await unmountAllOffThread(join(dir, "missing"));
   });
 });
+
+void test("unmountAllOffThread reports a busy mount (EBUSY) and leaves it for a later unmountAll", async () => {
+  await withScratch(async (dir) => {
+    mkdirSync(join(dir, "src"));
+    mkdirSync(join(dir, "dst"));
+    mountAll([{ type: "bind", source: join(dir, "src"), options: ["rbind"] }], join(dir, "dst"));
+    // A mount below it makes it busy.
+    mkdirSync(join(dir, "src", "sub"));
+    mkdirSync(join(dir, "inner"));
+    mountAll([{ type: "bind", source: join(dir, "inner"), options: ["rbind"] }], join(dir, "dst", "sub"));
+    await assert.rejects(unmountAllOffThread(join(dir, "dst")), (e) => hasCode(e, "EBUSY"));
+    assert.ok(mountPointsUnder(dir).includes(join(dir, "dst")), "still mounted");
+    unmountAll(join(dir, "dst", "sub"));
+    await unmountAllOffThread(join(dir, "dst"));
+    assert.deepEqual(mountPointsUnder(dir), []);
+  });
+});

@@ -258,13 +258,21 @@ export function unmountAll(target: string, flags = 0): void {
 
 /**
  * unmountAll with the unmounts themselves off the event loop (an overlay's unmount syncs its upper
- * file system: milliseconds). When one fails, unmountAll here says why (retrying EBUSY) and throws
- * what it throws; once nothing is left mounted that is a single EINVAL.
+ * file system: milliseconds). When one fails, the same call here says why: EINVAL (nothing is
+ * mounted any more) ends it; anything else (EBUSY) is thrown at once, without unmountAll's waits,
+ * for a later unmountAll to retry.
  */
 export async function unmountAllOffThread(target: string): Promise<void> {
   if (target === "" || !existsSync(target)) return;
-  while ((await unmountOffThread(target)) === 0);
-  unmountAll(target);
+  for (;;) {
+    if ((await unmountOffThread(target)) === 0) continue;
+    try {
+      unmount(target);
+    } catch (err) {
+      if (hasCode(err, "EINVAL")) return;
+      throw err;
+    }
+  }
 }
 
 /**
