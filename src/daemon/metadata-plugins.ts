@@ -28,7 +28,8 @@ export interface Metadata {
   backend: LocalContentStore;
   /** Set by the GC plugin: called after any write that may have left garbage. */
   onGarbage: () => void;
-  close(): void;
+  /** Waits for the snapshot removals still under way, then closes the DB. */
+  close(): Promise<void>;
 }
 
 function durationSetting(v: unknown, fallback: string): string {
@@ -73,7 +74,10 @@ export function metadataPlugins(deps: { log: Logger; metrics: Metrics }): Plugin
           leases: undefined as unknown as LeaseManager,
           content: undefined as unknown as NamespacedContentStore,
           snapshots: undefined as unknown as NamespacedSnapshots,
-          close: () => closeMetadataDB(db),
+          close: async () => {
+            await md.snapshots.idle();
+            closeMetadataDB(db);
+          },
         };
         const onMutation = (e: { deletion: boolean }) => {
           if (e.deletion) md.onGarbage();

@@ -16,6 +16,7 @@ import {
   deleteBundle,
   listBundles,
   readBundleFile,
+  removeRetiredBundles,
   shimBinaryFile,
   writeBundleFile,
   type Bundle,
@@ -398,6 +399,9 @@ export function createTaskManager(opts: TaskManagerOptions): TaskManager {
     },
 
     async restore() {
+      await removeRetiredBundles(opts.dirs).catch((err: unknown) =>
+        opts.log.warn({ err }, "failed to remove retired bundles"),
+      );
       for (const bundle of await listBundles(opts.dirs)) {
         try {
           await restoreOne(bundle);

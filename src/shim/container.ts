@@ -2,14 +2,14 @@
 // processes, each driven through runc and watched by the reaper. State machines as containerd's
 // runc shim has them: created -> running -> stopped (init may also be paused); an exec is added,
 // then started, then deleted.
-import { existsSync } from "node:fs";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Status } from "../gen/containerd/types/task/task_pb.js";
 import { BerthError, alreadyExists, failedPrecondition, notFound } from "../errdefs/errors.js";
-import { mountAll, unmountAll } from "../core/mount/mount.js";
+import { mountAll, unmountAll, unmountAllOffThread } from "../core/mount/mount.js";
 import type { Mount } from "../core/mount/mount-types.js";
 import { validateIdentifier } from "../core/identifiers/identifiers.js";
 import type { Reaper, ExitEvent } from "./reaper.js";
@@ -93,6 +93,15 @@ export class Container {
    */
   private deferrableDelete = false;
   /**
+   * With deferrableDelete, the rootfs unmount started when init exited: nothing of the container
+   * runs any more (its pid namespace died with init) and a stopped container's rootfs serves nobody,
+   * so the unmount (an overlay's syncs its upper file system) runs off the event loop while the
+   * client hears of the exit, instead of inside Delete. Never rejects.
+   */
+  private unmounting: Promise<void> | undefined;
+  /** The deferred-delete path's deletion, once begun. */
+  private deleting: Promise<ShimProcess> | undefined;
+  /**
    * Set by delete() when `runc delete` finishes after the reply: settles once runc's state for
    * this id is gone (a new container of the same id waits for it); rejects with runc's error.
    */
@@ -131,7 +140,7 @@ export class Container {
     try {
       await clearStoppedLeftover(o.runc, o.id);
       if (o.rootfs.length > 0) {
-        await mkdir(rootfs, { recursive: true, mode: 0o711 });
+        mkdirSync(rootfs, { recursive: true, mode: 0o711 });
         mountAll(o.rootfs, rootfs);
         c.rootfsMounted = true;
       }
@@ -169,6 +178,9 @@ export class Container {
       (exit) => {
         p.setExited(exit.status, exit.exitedAt);
         p.exitReported = Promise.resolve(this.onExit(this, p, exit)).catch(() => undefined);
+        if (p === this.init && this.deferrableDelete && this.rootfsMounted)
+          // A failure is Delete's to report: it unmounts again, and says why.
+          this.unmounting = unmountAllOffThread(join(this.bundle, "rootfs")).catch(() => undefined);
       },
       () => {
         // The process was gone before we could watch it and no exit was recorded.
@@ -296,12 +308,22 @@ export class Container {
       // Every process of the container died with its init (the kernel kills a pid namespace's
       // members with its init), so the rootfs is free now, and what `runc delete` has left to do
       // (its state dir, the cgroup, poststop hooks) need not hold up the reply: it runs on in
-      // `retired`. Its log cannot go in the bundle, which the daemon removes next.
-      if (this.rootfsMounted) unmountAll(join(this.bundle, "rootfs"));
-      this.rootfsMounted = false;
-      p.stdio?.close();
-      this.retired = this.runc.withLog(undefined).delete(this.id, { force: true }).catch(ignoreGone);
-      return p;
+      // `retired`. Its log cannot go in the bundle, which the daemon removes next. One deletion
+      // serves concurrent Deletes; a failed one (the rootfs still busy) is tried again by the next.
+      if (this.deleting !== undefined) return this.deleting;
+      const deleting = (async () => {
+        await this.unmounting;
+        if (this.rootfsMounted) unmountAll(join(this.bundle, "rootfs"));
+        this.rootfsMounted = false;
+        p.stdio?.close();
+        this.retired = this.runc.withLog(undefined).delete(this.id, { force: true }).catch(ignoreGone);
+        return p;
+      })();
+      this.deleting = deleting;
+      deleting.catch(() => {
+        if (this.deleting === deleting) this.deleting = undefined;
+      });
+      return deleting;
     }
     if (p.status === Status.CREATED) {
       await this.runc.kill(this.id, 9).catch(() => undefined);
@@ -395,10 +417,13 @@ export class Container {
     p.stdio.resize(width, height);
   }
 
-  /** config.json of a bundle ({} when missing or not JSON: runc then reports the problem). */
+  /**
+   * config.json of a bundle ({} when missing or not JSON: runc then reports the problem). Read
+   * synchronously: a few KiB on local disk, cheaper than a round trip through the thread pool.
+   */
   static async spec(bundle: string): Promise<Record<string, unknown>> {
     try {
-      const spec: unknown = JSON.parse(await readFile(join(bundle, "config.json"), "utf8"));
+      const spec: unknown = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8"));
       return typeof spec === "object" && spec !== null ? (spec as Record<string, unknown>) : {};
     } catch {
       return {};

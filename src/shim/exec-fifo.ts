@@ -4,8 +4,7 @@
 // fifo, after which init execs the user process and `runc state` says "running". Doing the same
 // here saves starting a runc process (a Go binary, ~5 ms) on every container start. Whenever
 // anything is not as expected, the caller falls back to `runc start`.
-import { closeSync, constants, fstatSync, openSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import { closeSync, constants, fstatSync, openSync, unlinkSync } from "node:fs";
 import { Socket } from "node:net";
 
 /**
@@ -43,6 +42,12 @@ export async function releaseExecFifo(path: string, initExited: Promise<unknown>
     initExited.then(gone, gone);
   });
   fifo.destroy();
-  if (released) await rm(path, { force: true });
+  if (released) {
+    try {
+      unlinkSync(path);
+    } catch {
+      // gone already
+    }
+  }
   return released;
 }

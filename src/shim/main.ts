@@ -15,6 +15,7 @@ import { parseShimFlags, type ShimFlags } from "./flags.js";
 import { Container } from "./container.js";
 import { createPublisher } from "./publisher.js";
 import { Reaper } from "./reaper.js";
+import { reaperSpawner } from "./spawner.js";
 import { Runc, readPidFile } from "./runc.js";
 import { createShimService, runcRootFor } from "./task-service.js";
 import { canConnect, groupSocket, shimGroup, spawnServer } from "./launch.js";
@@ -119,6 +120,7 @@ async function serve(flags: ShimFlags): Promise<void> {
     reaper,
     publisher,
     onSpawn: (child) => reaper.trackSpawned(child),
+    spawner: reaperSpawner(reaper),
     exit,
     log,
   });

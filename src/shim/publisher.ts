@@ -74,13 +74,26 @@ export function createPublisher(address: string, log: (msg: string) => void): Pu
     return draining;
   }
 
+  /**
+   * The drain after the current turn of the event loop: the reply of the call that published (a
+   * Create, Start or Delete) goes out first, so the daemon answers its client before it handles
+   * the event, as containerd's shim, which forwards events from a queue of its own.
+   */
+  let scheduled: Promise<void> | undefined;
+
   return {
     publish(namespace, topic, schema, event) {
       if (closed) return;
       queue.push({ namespace, topic, timestamp: new Date(), event: packEvent(schema, event) });
-      void drain();
+      scheduled ??= new Promise<void>((resolve) =>
+        setImmediate(() => {
+          scheduled = undefined;
+          resolve(drain());
+        }),
+      );
     },
     async flush() {
+      await scheduled;
       await draining;
     },
     close() {

@@ -51,10 +51,13 @@ export interface RegisterOptions {
    * was reused.
    */
   since?: number;
+  /** No 'exit' event for this process (its owner has the promise): the shim's own runc processes. */
+  quiet?: boolean;
 }
 
 interface Registered {
   pid: number;
+  quiet: boolean;
   pidfd: number;
   watch: FdWatch;
   done: Promise<ExitEvent>;
@@ -138,7 +141,7 @@ export class Reaper extends EventEmitter<{ exit: [ExitEvent]; orphan: [ExitEvent
       const recorded = this.unclaimed.get(pid);
       if (recorded !== undefined && recorded.exitedAt.getTime() >= (opts.since ?? 0)) {
         this.unclaimed.delete(pid);
-        queueMicrotask(() => this.emit("exit", recorded));
+        if (opts.quiet !== true) queueMicrotask(() => this.emit("exit", recorded));
         return Promise.resolve(recorded);
       }
       throw notFound(`process ${pid}`);
@@ -150,7 +153,7 @@ export class Reaper extends EventEmitter<{ exit: [ExitEvent]; orphan: [ExitEvent
     const done = new Promise<ExitEvent>((r) => (resolve = r));
     // The pidfd turns readable when the process exits, even before SIGCHLD is handled.
     const watch = watchFd(pidfd, { readable: true }, () => this.schedule());
-    this.registered.set(pid, { pid, pidfd, watch, done, resolve });
+    this.registered.set(pid, { pid, quiet: opts.quiet === true, pidfd, watch, done, resolve });
     this.schedule();
     return done;
   }
@@ -202,10 +205,20 @@ export class Reaper extends EventEmitter<{ exit: [ExitEvent]; orphan: [ExitEvent
       this.scheduled = false;
       if (this.closed) return;
       try {
-        this.scan();
+        this.scanRegistered();
       } catch (err) {
         this.emit("error", err as Error);
       }
+      // Orphans in a turn of their own: the waiters of the exits just reaped (a Wait reply) go
+      // first, not after a read of every thread's children list.
+      setImmediate(() => {
+        if (this.closed) return;
+        try {
+          this.scanOrphans();
+        } catch (err) {
+          this.emit("error", err as Error);
+        }
+      });
     });
   }
 
@@ -215,6 +228,11 @@ export class Reaper extends EventEmitter<{ exit: [ExitEvent]; orphan: [ExitEvent
 
   /** Reaps every exited registered process and every exited orphan. Runs on SIGCHLD. */
   scan(): void {
+    this.scanRegistered();
+    this.scanOrphans();
+  }
+
+  private scanRegistered(): void {
     for (const r of [...this.registered.values()]) {
       let result: WaitResult | null;
       try {
@@ -228,9 +246,11 @@ export class Reaper extends EventEmitter<{ exit: [ExitEvent]; orphan: [ExitEvent
       this.unregister(r.pid);
       const event = toEvent(result);
       r.resolve(event);
-      this.emit("exit", event);
+      if (!r.quiet) this.emit("exit", event);
     }
+  }
 
+  private scanOrphans(): void {
     let active: Set<number> | undefined;
     const activeOnce = (): Set<number> => (active ??= activeChildProcessPids());
     for (const pid of listChildren()) {

@@ -1,11 +1,13 @@
 // The runc driver (go-runc's job): one method per runc command, argument arrays only (never a
 // shell), errors carrying runc's own last error message from its JSON log.
 import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
-import { mkdtemp, open, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { readFileSync, statSync } from "node:fs";
+import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { BerthError, type ErrorCode } from "../errdefs/errors.js";
 import { releaseExecFifo } from "./exec-fifo.js";
+import { lookPath, type SpawnedProcess, type Spawner } from "./spawner.js";
 
 export interface RuncOptions {
   /** The runc binary (default "runc", looked up on PATH). */
@@ -27,6 +29,11 @@ export interface RuncOptions {
    * the loop: the shim hands the child to its reaper so the reaper never steals libuv's exit.
    */
   onSpawn?: (child: ChildProcess) => void;
+  /**
+   * Starts runc without child_process where it can (the shim's posix_spawn through its reaper,
+   * spawner.ts); child_process (and onSpawn) otherwise.
+   */
+  spawner?: Spawner;
 }
 
 /** A descriptor runc hands on to the container (0, 1, 2), or "ignore" for /dev/null. */
@@ -205,9 +212,9 @@ async function lastLogError(path: string, from: number): Promise<string | undefi
   return last;
 }
 
-async function sizeOf(path: string): Promise<number> {
+function sizeOf(path: string): number {
   try {
-    return (await stat(path)).size;
+    return statSync(path).size;
   } catch {
     return 0;
   }
@@ -255,11 +262,7 @@ export class Runc {
     return args;
   }
 
-  /**
-   * Runs runc and waits for it to exit. Only commands that produce output get a stdout pipe; the
-   * others wait for 'exit' rather than 'close', because with create/exec/restore the container
-   * inherits runc's stdio and would hold a pipe open for its whole life.
-   */
+  /** Runs runc and waits for it to exit; a failure carries runc's own last error. */
   private async run(args: string[], ro: RunOptions = {}): Promise<string> {
     let scratch: string | undefined;
     let log = this.opts.log;
@@ -268,18 +271,14 @@ export class Runc {
       log = join(scratch, "log.json");
     }
     try {
-      const from = await sizeOf(log);
+      const from = sizeOf(log);
       const stdio: StdioOptions = ro.stdio ?? [
         ro.input === undefined ? "ignore" : "pipe",
         ro.output === true ? "pipe" : "ignore",
         "pipe",
       ];
-      const child = spawn(this.command, [...this.globalArgs(log), ...args], {
-        stdio,
-        signal: ro.signal,
-        killSignal: "SIGKILL",
-      });
-      this.opts.onSpawn?.(child);
+      const argv = [...this.globalArgs(log), ...args];
+      const child = this.spawn(argv, stdio, ro.signal);
       let stdout = "";
       let stderr = "";
       child.stdout?.setEncoding("utf8").on("data", (d: string) => (stdout += d));
@@ -287,15 +286,7 @@ export class Runc {
         if (stderr.length < 65536) stderr += d; // runc's stderr is a line or two; cap a runaway
       });
       if (ro.input !== undefined) child.stdin?.end(ro.input);
-      const waitFor = child.stdout !== null || child.stderr !== null ? "close" : "exit";
-      const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
-        (resolve, reject) => {
-          child.once("error", reject);
-          child.once(waitFor, (c: number | null, s: NodeJS.Signals | null) =>
-            resolve({ code: c, signal: s }),
-          );
-        },
-      ).catch((err: unknown) => {
+      const { code, signal } = await child.closed.catch((err: unknown) => {
         throw new RuncError(args, `runc ${args[0] ?? ""}: ${(err as Error).message}`, null, stderr, err);
       });
       if (code !== 0) {
@@ -309,6 +300,41 @@ export class Runc {
     } finally {
       if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Starts runc: through the spawner when there is one and it takes the job, else child_process.
+   * Only commands that produce output get a stdout pipe; the others are done at exit rather than
+   * when their pipes close, because with create/exec/restore the container inherits runc's stdio
+   * and would hold a pipe open for its whole life.
+   */
+  private spawn(
+    argv: string[],
+    stdio: StdioOptions,
+    signal: AbortSignal | undefined,
+  ): Pick<SpawnedProcess, "stdout" | "stderr" | "closed"> & { stdin?: { end(data: string): void } | null } {
+    // A cancellable call keeps child_process, whose abort handling callers know.
+    const fast = signal === undefined ? this.opts.spawner?.(this.command, argv, stdio) : undefined;
+    if (fast !== undefined) return fast;
+    // The binary as PATH has it, looked up once, not by execvp's walk on every spawn.
+    const child = spawn(lookPath(this.command) ?? this.command, argv, {
+      argv0: this.command,
+      stdio,
+      signal,
+      killSignal: "SIGKILL",
+    });
+    this.opts.onSpawn?.(child);
+    const waitFor = child.stdout !== null || child.stderr !== null ? "close" : "exit";
+    const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+      child.once("error", reject);
+      child.once(waitFor, (c: number | null, s: NodeJS.Signals | null) => resolve({ code: c, signal: s }));
+    });
+    return {
+      stdout: child.stdout as SpawnedProcess["stdout"],
+      stderr: child.stderr as SpawnedProcess["stderr"],
+      stdin: child.stdin,
+      closed,
+    };
   }
 
   /** runc create: the init process waits on runc's exec fifo until start. */
@@ -451,9 +477,12 @@ export class Runc {
   }
 }
 
-/** Reads a pid file runc wrote (--pid-file); runc writes it atomically before it exits. */
+/**
+ * Reads a pid file runc wrote (--pid-file); runc writes it atomically before it exits. A few bytes
+ * on local disk: read synchronously, cheaper than a thread-pool round trip.
+ */
 export async function readPidFile(path: string): Promise<number> {
-  const text = (await readFile(path, "utf8")).trim();
+  const text = readFileSync(path, "utf8").trim();
   const pid = Number(text);
   if (!Number.isSafeInteger(pid) || pid <= 0)
     throw new BerthError("unknown", `bad pid file ${path}: "${text}"`);

@@ -3,6 +3,9 @@
 // and its events come out in order.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, renameSync } from "node:fs";
+import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { OptionsSchema } from "../gen/containerd/runc/options/oci_pb.js";
 import { Status } from "../gen/containerd/types/task/task_pb.js";
@@ -78,3 +81,86 @@ void test(
     }
   },
 );
+
+/** True while something is mounted at path (this process's mount namespace). */
+function mountedAt(path: string): boolean {
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .some((l) => l.split(" ")[4] === path);
+}
+
+for (const hostPid of [false, true]) {
+  void test(
+    hostPid
+      ? "a container in the host's pid namespace keeps its rootfs mounted until Delete"
+      : "a container with its own pid namespace has its rootfs unmounted once init exits, before Delete",
+    { skip },
+    async () => {
+      const tb = makeTestBundle({ args: ["sh", "-c", "exit 3"], hostPid });
+      // The image beside the bundle, bind-mounted as the rootfs (as a snapshot's mounts would be).
+      const image = join(tb.work, "image");
+      const rootfs = join(tb.bundle, "rootfs");
+      renameSync(rootfs, image);
+      mkdirSync(rootfs);
+      const reaper = new Reaper();
+      const topics: string[] = [];
+      const svc = createShimService({
+        namespace: "t",
+        reaper,
+        publisher: {
+          publish: (_ns, topic) => void topics.push(topic),
+          flush: () => Promise.resolve(),
+          close: () => undefined,
+        },
+        onSpawn: (child) => reaper.trackSpawned(child),
+        exit: () => undefined,
+        log: () => undefined,
+      });
+      const ctx: TtrpcCallContext = {
+        metadata: new Map([[ttrpcNamespaceKey, ["t"]]]),
+        signal: new AbortController().signal,
+      };
+      const req = {
+        id: tb.id,
+        bundle: tb.bundle,
+        rootfs: [{ type: "bind", source: image, target: "", options: ["rbind", "rw"] }],
+        terminal: false,
+        stdin: "",
+        stdout: "",
+        stderr: "",
+        checkpoint: "",
+        parentCheckpoint: "",
+        options: {
+          typeUrl: OptionsSchema.typeName,
+          value: toBinary(OptionsSchema, create(OptionsSchema, { root: tb.runcRoot })),
+        },
+      } as unknown as Parameters<NonNullable<typeof svc.impl.create>>[0];
+      try {
+        await svc.impl.create!(req, ctx);
+        assert.ok(mountedAt(rootfs), "mounted by Create");
+        await svc.impl.start!({ id: tb.id, execId: "" } as never, ctx);
+        assert.equal((await svc.impl.wait!({ id: tb.id, execId: "" } as never, ctx)).exitStatus, 3);
+        if (hostPid) {
+          // Its processes may outlive init: the rootfs stays until Delete.
+          await new Promise((r) => setTimeout(r, 200));
+          assert.ok(mountedAt(rootfs), "still mounted after the exit");
+        } else {
+          const deadline = Date.now() + 10_000;
+          while (mountedAt(rootfs)) {
+            assert.ok(Date.now() < deadline, "the rootfs is still mounted 10 s after the exit");
+            await new Promise((r) => setTimeout(r, 10));
+          }
+        }
+        const deleted = await svc.impl.delete!({ id: tb.id, execId: "" } as never, ctx);
+        assert.equal(deleted.exitStatus, 3);
+        assert.equal(mountedAt(rootfs), false, "Delete answers once the rootfs is unmounted");
+        await svc.retired();
+        assert.deepEqual(topics, ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]);
+      } finally {
+        if (mountedAt(rootfs)) execFileSync("umount", [rootfs]);
+        reaper.close();
+        tb.cleanup();
+      }
+    },
+  );
+}

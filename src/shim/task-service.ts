@@ -31,6 +31,7 @@ import { metricsFromRuncStats } from "./metrics.js";
 import type { Publisher } from "./publisher.js";
 import type { Reaper } from "./reaper.js";
 import { Runc } from "./runc.js";
+import type { Spawner } from "./spawner.js";
 
 export interface ShimServiceDeps {
   /** The -namespace flag: the namespace of calls that carry none. */
@@ -39,6 +40,8 @@ export interface ShimServiceDeps {
   publisher: Publisher;
   /** Registers runc processes with the reaper (so it never steals their exits). */
   onSpawn: NonNullable<ConstructorParameters<typeof Runc>[0]>["onSpawn"];
+  /** Starts runc without forking the shim (spawner.ts); child_process when absent. */
+  spawner?: Spawner;
   /** Called after Shutdown when no container is left: the shim exits. */
   exit: () => void;
   log: (msg: string) => void;
@@ -97,6 +100,7 @@ export function createShimService(deps: ShimServiceDeps): ShimService {
       log: join(req.bundle, "log.json"),
       systemdCgroup: opts.systemdCgroup,
       onSpawn: deps.onSpawn,
+      spawner: deps.spawner,
     });
     // The previous container of this id may still be leaving runc's state.
     await retiring.get(join(runc.root ?? "", req.id));

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { MS, mount, unmount } from "./mount.js";
+import { MS, mount, unmount, unmountOffThread } from "./mount.js";
 import { hasCode } from "./errno.js";
 
 void test("bind mount read-only, then unmount", () => {
@@ -48,6 +48,22 @@ void test("overlay mount of two lower dirs, nearest first", () => {
     } finally {
       unmount(join(dir, "merged"));
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+void test("unmountOffThread: 0 for an unmount made on a worker thread, -1 when nothing is mounted there", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "berth-mount-"));
+  try {
+    mkdirSync(join(dir, "src"));
+    mkdirSync(join(dir, "dst"));
+    writeFileSync(join(dir, "src", "f"), "hello");
+    mount(join(dir, "src"), join(dir, "dst"), null, MS.BIND, null);
+    assert.deepEqual(readdirSync(join(dir, "dst")), ["f"]);
+    assert.equal(await unmountOffThread(join(dir, "dst")), 0);
+    assert.deepEqual(readdirSync(join(dir, "dst")), []);
+    assert.equal(await unmountOffThread(join(dir, "dst")), -1);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

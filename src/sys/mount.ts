@@ -49,3 +49,18 @@ export function mount(
 export function unmount(target: string, flags = 0): void {
   check(umount2Call(target, flags) as number, "umount2", target);
 }
+
+/**
+ * umount2 on one of koffi's worker threads, for an unmount that may take a while (an overlay's
+ * syncs its upper file system): resolves with umount2's return value, 0 or -1. The errno of a call
+ * on another thread is not ours to read: a caller that needs to know why repeats the call here.
+ */
+export function unmountOffThread(target: string, flags = 0): Promise<number> {
+  return new Promise((resolve, reject) => {
+    (umount2Call as unknown as { async: (...args: unknown[]) => void }).async(
+      target,
+      flags,
+      (err: unknown, r: number) => (err ? reject(err as Error) : resolve(r)),
+    );
+  });
+}

@@ -23,6 +23,7 @@ runSnapshotterConformance("metadata over overlayfs", async (root) => {
   const wrapped: Snapshotter = {
     ...sn,
     async close() {
+      await layer.idle();
       await backend.close();
       db.close();
     },
@@ -171,6 +172,65 @@ void test("backend sequence numbers are reserved in blocks and never reused afte
     // The second run started after the first run's whole block.
     assert.ok(Math.min(...used.slice(2)) > seqBlock, used.join(","));
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+void test("Remove answers once the record is gone; the backend removals follow in order, and idle waits for them", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "berth-md-snapshots-"));
+  const db = openMetadataDB(join(dir, "meta.db"));
+  const backend = await createOverlaySnapshotter({ root: join(dir, "overlayfs") });
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  // Opens by itself after a while: a Remove that waited for its backend would not hang the test.
+  const fallback = setTimeout(() => open(), 2000);
+  const removed: string[] = [];
+  const gated: Snapshotter = {
+    ...backend,
+    async remove(key) {
+      await gate;
+      await backend.remove(key);
+      removed.push(key);
+    },
+  };
+  const layer = createNamespacedSnapshots(db, new Map([["overlayfs", gated]]), {
+    lock: new CollectionLock(),
+  });
+  const sn = layer.forContext({ namespace: "ns" }, "overlayfs");
+  try {
+    await sn.prepare("base", "");
+    await sn.commit("parent", "base");
+    await sn.prepare("child", "parent");
+    const keys = await backendKeys(backend);
+    assert.equal(keys.length, 2);
+    // Both answered while the backend has removed nothing yet.
+    await sn.remove("child");
+    await sn.remove("parent");
+    assert.deepEqual(removed, []);
+    await assert.rejects(sn.stat("child"), (e) => isCode(e, "not-found"));
+    await assert.rejects(sn.stat("parent"), (e) => isCode(e, "not-found"));
+    // The key is free again at once.
+    await sn.prepare("child", "");
+    let idle = false;
+    const settled = layer.idle().then(() => (idle = true));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(idle, false, "idle waits for the removals");
+    open();
+    await settled;
+    // The child's bytes went before its parent's (the backend refuses a parent with a child).
+    assert.deepEqual(
+      removed,
+      [...keys].sort((a, b) => (a.endsWith("/child") ? -1 : b.endsWith("/child") ? 1 : 0)),
+    );
+    const left = await backendKeys(backend);
+    assert.equal(left.length, 1);
+    assert.ok(!keys.includes(left[0] as string), "only the new snapshot is left");
+  } finally {
+    clearTimeout(fallback);
+    open();
+    await layer.idle();
+    await backend.close();
+    db.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -65,6 +65,8 @@ export interface NamespacedSnapshots {
   forContext(ctx: RequestContext, name: string): Snapshotter;
   /** The backends, for GC. */
   readonly backends: ReadonlyMap<string, Snapshotter>;
+  /** Settles once every backend removal started so far (after its Remove returned) has ended. */
+  idle(): Promise<void>;
 }
 
 export interface NamespacedSnapshotsOptions extends StoreOptions {
@@ -99,6 +101,8 @@ export function createNamespacedSnapshots(
 ): NamespacedSnapshots {
   const now = () => (opts.now?.() ?? new Date()).getTime();
   const mutexes = new Map([...backends.keys()].map((n) => [n, new Mutex()]));
+  /** Backend removals still under way after their Remove was answered, chained per snapshotter. */
+  const removals = new Map<string, Promise<void>>();
   const columns = "key, backend_key, parent, kind, labels, created_at, updated_at";
   const getRow = db.prepare<[string, string, string], SnapshotRow>(
     `SELECT ${columns} FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?`,
@@ -283,15 +287,24 @@ export function createNamespacedSnapshots(
           })();
           // The record must be gone for good before the backend's bytes are.
           await metadataDurable(db);
-          try {
-            await backend.remove(r.backend_key);
-          } catch (err) {
-            // The record is gone; GC's backend sweep removes what is left.
-            if (!(err instanceof BerthError && err.code === "not-found"))
-              opts.onMutation?.({ deletion: true });
-            return;
-          }
-          opts.onMutation?.({ deletion: true });
+          // The snapshot is gone for every client now; its bytes go after the reply (containerd
+          // leaves them to GC), one removal after another per snapshotter, so that a parent is
+          // removed only after a child removed before it. GC never runs between (it holds the lock
+          // exclusively), and its backend sweep takes whatever a failed removal leaves.
+          const backendKey = r.backend_key;
+          const removal = (removals.get(name) ?? Promise.resolve())
+            .then(() => opts.lock.shared(() => backend.remove(backendKey)))
+            .then(
+              () => opts.onMutation?.({ deletion: true }),
+              (err: unknown) => {
+                if (!(err instanceof BerthError && err.code === "not-found"))
+                  opts.onMutation?.({ deletion: true });
+              },
+            );
+          removals.set(name, removal);
+          void removal.then(() => {
+            if (removals.get(name) === removal) removals.delete(name);
+          });
         });
       },
       async walk(fn, filters = []) {
@@ -306,5 +319,12 @@ export function createNamespacedSnapshots(
     };
   };
 
-  return { names: new Set(backends.keys()), backends, forContext };
+  return {
+    names: new Set(backends.keys()),
+    backends,
+    forContext,
+    async idle() {
+      await Promise.all(removals.values());
+    },
+  };
 }

@@ -20,6 +20,7 @@ import {
   mountPointsUnder,
   parseMountOptions,
   unmountAll,
+  unmountAllOffThread,
   withTempMount,
 } from "./mount.js";
 
@@ -264,5 +265,38 @@ void test("withTempMount unmounts and removes its directory, also when fn throws
       /failed to mount/,
     );
     assert.deepEqual(readdirSync(tmp), []);
+  });
+});
+
+void test("unmountAllOffThread takes a stack of mounts away, and is quiet when nothing is mounted", async () => {
+  await withScratch(async (dir) => {
+    for (const d of ["a", "b", "dst"]) mkdirSync(join(dir, d));
+    writeFileSync(join(dir, "a", "f"), "a");
+    writeFileSync(join(dir, "b", "f"), "b");
+    mountAll([{ type: "bind", source: join(dir, "a"), options: ["rbind"] }], join(dir, "dst"));
+    mountAll([{ type: "bind", source: join(dir, "b"), options: ["rbind"] }], join(dir, "dst"));
+    assert.equal(readFileSync(join(dir, "dst", "f"), "utf8"), "b");
+    await unmountAllOffThread(join(dir, "dst"));
+    assert.deepEqual(readdirSync(join(dir, "dst")), []);
+    assert.deepEqual(mountPointsUnder(dir), []);
+    await unmountAllOffThread(join(dir, "dst"));
+    await unmountAllOffThread(join(dir, "missing"));
+  });
+});
+
+void test("unmountAllOffThread reports a busy mount (EBUSY) and leaves it for a later unmountAll", async () => {
+  await withScratch(async (dir) => {
+    mkdirSync(join(dir, "src"));
+    mkdirSync(join(dir, "dst"));
+    mountAll([{ type: "bind", source: join(dir, "src"), options: ["rbind"] }], join(dir, "dst"));
+    // A mount below it makes it busy.
+    mkdirSync(join(dir, "src", "sub"));
+    mkdirSync(join(dir, "inner"));
+    mountAll([{ type: "bind", source: join(dir, "inner"), options: ["rbind"] }], join(dir, "dst", "sub"));
+    await assert.rejects(unmountAllOffThread(join(dir, "dst")), (e) => hasCode(e, "EBUSY"));
+    assert.ok(mountPointsUnder(dir).includes(join(dir, "dst")), "still mounted");
+    unmountAll(join(dir, "dst", "sub"));
+    await unmountAllOffThread(join(dir, "dst"));
+    assert.deepEqual(mountPointsUnder(dir), []);
   });
 });

@@ -4,7 +4,7 @@
 import { mkdtemp, rmdir } from "node:fs/promises";
 import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { MNT, MS, mount, unmount } from "../../sys/mount.js";
+import { MNT, MS, mount, unmount, unmountOffThread } from "../../sys/mount.js";
 import { hasCode } from "../../sys/errno.js";
 import { AT, O, close, openat, openInRoot } from "../../sys/fs-at.js";
 import type { Mount } from "./mount-types.js";
@@ -249,6 +249,25 @@ export function unmountAll(target: string, flags = 0): void {
   for (;;) {
     try {
       unmountRetrying(target, flags);
+    } catch (err) {
+      if (hasCode(err, "EINVAL")) return;
+      throw err;
+    }
+  }
+}
+
+/**
+ * unmountAll with the unmounts themselves off the event loop (an overlay's unmount syncs its upper
+ * file system: milliseconds). When one fails, the same call here says why: EINVAL (nothing is
+ * mounted any more) ends it; anything else (EBUSY) is thrown at once, without unmountAll's waits,
+ * for a later unmountAll to retry.
+ */
+export async function unmountAllOffThread(target: string): Promise<void> {
+  if (target === "" || !existsSync(target)) return;
+  for (;;) {
+    if ((await unmountOffThread(target)) === 0) continue;
+    try {
+      unmount(target);
     } catch (err) {
       if (hasCode(err, "EINVAL")) return;
       throw err;
