@@ -19,6 +19,29 @@ import { canRunContainers, makeTestBundle } from "./test-bundle.js";
 
 const skip = canRunContainers() ? false : "runc cannot run containers here";
 
+/** The shim's Task service over reaper, its events' topics recorded in topics, and a call context. */
+function shimServiceForTest(reaper: Reaper, topics: string[]) {
+  // The events sink: records topics (the real publisher's transport is tested elsewhere).
+  const publisher: Publisher = {
+    publish: (_ns, topic) => void topics.push(topic),
+    flush: () => Promise.resolve(),
+    close: () => undefined,
+  };
+  const svc = createShimService({
+    namespace: "t",
+    reaper,
+    publisher,
+    onSpawn: (child) => reaper.trackSpawned(child),
+    exit: () => undefined,
+    log: () => undefined,
+  });
+  const ctx: TtrpcCallContext = {
+    metadata: new Map([[ttrpcNamespaceKey, ["t"]]]),
+    signal: new AbortController().signal,
+  };
+  return { svc, ctx };
+}
+
 void test(
   "concurrent Creates of one id: one container, one AlreadyExists; then the lifecycle",
   { skip },
@@ -26,24 +49,7 @@ void test(
     const tb = makeTestBundle({ args: ["sleep", "1000"] });
     const reaper = new Reaper();
     const topics: string[] = [];
-    // The events sink: records topics (the real publisher's transport is tested elsewhere).
-    const publisher: Publisher = {
-      publish: (_ns, topic) => void topics.push(topic),
-      flush: () => Promise.resolve(),
-      close: () => undefined,
-    };
-    const svc = createShimService({
-      namespace: "t",
-      reaper,
-      publisher,
-      onSpawn: (child) => reaper.trackSpawned(child),
-      exit: () => undefined,
-      log: () => undefined,
-    });
-    const ctx: TtrpcCallContext = {
-      metadata: new Map([[ttrpcNamespaceKey, ["t"]]]),
-      signal: new AbortController().signal,
-    };
+    const { svc, ctx } = shimServiceForTest(reaper, topics);
     const options = {
       typeUrl: OptionsSchema.typeName,
       value: toBinary(OptionsSchema, create(OptionsSchema, { root: tb.runcRoot })),
@@ -104,22 +110,7 @@ for (const hostPid of [false, true]) {
       mkdirSync(rootfs);
       const reaper = new Reaper();
       const topics: string[] = [];
-      const svc = createShimService({
-        namespace: "t",
-        reaper,
-        publisher: {
-          publish: (_ns, topic) => void topics.push(topic),
-          flush: () => Promise.resolve(),
-          close: () => undefined,
-        },
-        onSpawn: (child) => reaper.trackSpawned(child),
-        exit: () => undefined,
-        log: () => undefined,
-      });
-      const ctx: TtrpcCallContext = {
-        metadata: new Map([[ttrpcNamespaceKey, ["t"]]]),
-        signal: new AbortController().signal,
-      };
+      const { svc, ctx } = shimServiceForTest(reaper, topics);
       const req = {
         id: tb.id,
         bundle: tb.bundle,
