@@ -15,9 +15,33 @@ import { ttrpcNamespaceKey } from "../runtime/ttrpc-metadata.js";
 import type { Publisher } from "./publisher.js";
 import { Reaper } from "./reaper.js";
 import { createShimService } from "./task-service.js";
-import { canRunContainers, makeTestBundle } from "./test-bundle.js";
+import { canRunContainers, makeTestBundle, type TestBundle } from "./test-bundle.js";
 
 const skip = canRunContainers() ? false : "runc cannot run containers here";
+
+type CreateRequest = Parameters<NonNullable<ReturnType<typeof createShimService>["impl"]["create"]>>[0];
+
+/** A Create of the test bundle, with runc's root in its options and the given rootfs mounts. */
+function createRequest(
+  tb: TestBundle,
+  rootfs: { type: string; source: string; target: string; options: string[] }[],
+) {
+  return {
+    id: tb.id,
+    bundle: tb.bundle,
+    rootfs,
+    terminal: false,
+    stdin: "",
+    stdout: "",
+    stderr: "",
+    checkpoint: "",
+    parentCheckpoint: "",
+    options: {
+      typeUrl: OptionsSchema.typeName,
+      value: toBinary(OptionsSchema, create(OptionsSchema, { root: tb.runcRoot })),
+    },
+  } as unknown as CreateRequest;
+}
 
 /** The shim's Task service over reaper, its events' topics recorded in topics, and a call context. */
 function shimServiceForTest(reaper: Reaper, topics: string[]) {
@@ -50,22 +74,7 @@ void test(
     const reaper = new Reaper();
     const topics: string[] = [];
     const { svc, ctx } = shimServiceForTest(reaper, topics);
-    const options = {
-      typeUrl: OptionsSchema.typeName,
-      value: toBinary(OptionsSchema, create(OptionsSchema, { root: tb.runcRoot })),
-    };
-    const req = {
-      id: tb.id,
-      bundle: tb.bundle,
-      rootfs: [],
-      terminal: false,
-      stdin: "",
-      stdout: "",
-      stderr: "",
-      checkpoint: "",
-      parentCheckpoint: "",
-      options,
-    } as unknown as Parameters<NonNullable<typeof svc.impl.create>>[0];
+    const req = createRequest(tb, []);
     try {
       const results = await Promise.allSettled([svc.impl.create!(req, ctx), svc.impl.create!(req, ctx)]);
       assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
@@ -111,21 +120,7 @@ for (const hostPid of [false, true]) {
       const reaper = new Reaper();
       const topics: string[] = [];
       const { svc, ctx } = shimServiceForTest(reaper, topics);
-      const req = {
-        id: tb.id,
-        bundle: tb.bundle,
-        rootfs: [{ type: "bind", source: image, target: "", options: ["rbind", "rw"] }],
-        terminal: false,
-        stdin: "",
-        stdout: "",
-        stderr: "",
-        checkpoint: "",
-        parentCheckpoint: "",
-        options: {
-          typeUrl: OptionsSchema.typeName,
-          value: toBinary(OptionsSchema, create(OptionsSchema, { root: tb.runcRoot })),
-        },
-      } as unknown as Parameters<NonNullable<typeof svc.impl.create>>[0];
+      const req = createRequest(tb, [{ type: "bind", source: image, target: "", options: ["rbind", "rw"] }]);
       try {
         await svc.impl.create!(req, ctx);
         assert.ok(mountedAt(rootfs), "mounted by Create");
