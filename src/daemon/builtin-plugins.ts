@@ -36,6 +36,8 @@ export interface BuiltinDeps {
   metrics: Metrics;
   cfg: Config;
   serving: () => boolean;
+  /** How long the gRPC API has been quiet (ms; 0 while calls are in flight). */
+  apiQuietFor: () => number;
 }
 
 const goArch: Record<string, string> = {

@@ -36,22 +36,29 @@ export async function startDaemon(cfg: Config, log: Logger): Promise<Daemon> {
   await prepareSocketPath(cfg.ttrpc.address);
 
   const metrics: Metrics = createMetrics();
-  const graph = await initPlugins(builtinPlugins({ log, metrics, cfg, serving: () => state === "RUNNING" }), {
-    root: cfg.root,
-    state: cfg.state,
-    config: (type, id) => pluginConfig(cfg, type, id),
-    disabled: cfg.disabled_plugins,
-    onError: (s) =>
-      log.warn(
-        { type: s.registration.type, id: s.registration.id, error: s.error?.message },
-        "failed to load plugin",
-      ),
-  });
+  // The server is made after the plugins; until it serves, the API counts as quiet.
+  const api: { server?: GrpcServer } = {};
+  const apiQuietFor = () => api.server?.quietFor() ?? Number.POSITIVE_INFINITY;
+  const graph = await initPlugins(
+    builtinPlugins({ log, metrics, cfg, serving: () => state === "RUNNING", apiQuietFor }),
+    {
+      root: cfg.root,
+      state: cfg.state,
+      config: (type, id) => pluginConfig(cfg, type, id),
+      disabled: cfg.disabled_plugins,
+      onError: (s) =>
+        log.warn(
+          { type: s.registration.type, id: s.registration.id, error: s.error?.message },
+          "failed to load plugin",
+        ),
+    },
+  );
 
   const server = new GrpcServer({
     maxReceiveMessageLength: cfg.grpc.max_recv_message_size,
     maxSendMessageLength: cfg.grpc.max_send_message_size,
   });
+  api.server = server;
   const observe = metrics.observeGrpc(log);
   for (const [id, svc] of graph.getAll<GrpcServicePlugin>("io.containerd.grpc.v1")) {
     svc.register(server, { observe });

@@ -39,7 +39,12 @@ function durationSetting(v: unknown, fallback: string): string {
   return v;
 }
 
-export function metadataPlugins(deps: { log: Logger; metrics: Metrics }): PluginRegistration[] {
+export function metadataPlugins(deps: {
+  log: Logger;
+  metrics: Metrics;
+  /** How long the gRPC API has been quiet (ms), for the GC scheduler. */
+  apiQuietFor?: () => number;
+}): PluginRegistration[] {
   return [
     {
       type: "io.containerd.content.v1",
@@ -116,6 +121,7 @@ export function metadataPlugins(deps: { log: Logger; metrics: Metrics }): Plugin
           startupDelayMs: parseDuration(durationSetting(cfg.startup_delay, "100ms")),
           scheduleDelayMs: parseDuration(durationSetting(cfg.schedule_delay, "0s")),
           pauseThreshold: Number(cfg.pause_threshold ?? 0.02),
+          quietFor: deps.apiQuietFor,
           log: (stats) => {
             deps.metrics.gcPauseSeconds.observe(stats.durationMs / 1000);
             deps.log.info({ ...stats }, `garbage collected d=${stats.durationMs.toFixed(3)}ms`);

@@ -231,11 +231,13 @@ void test("a cancelled call aborts the handler's signal; a deadline ends it with
         responseStream: false,
         handler: (call) => call.signal.addEventListener("abort", () => aborted()),
       }),
-    async (client) => {
+    async (client, server) => {
       const call = client.makeUnaryRequest("/t.S/Hang", id, id, Buffer.alloc(0), () => undefined);
       await new Promise((r) => setTimeout(r, 50));
+      assert.equal(server.quietFor(), 0, "a call is in flight");
       call.cancel();
       await abortSeen;
+      assert.ok(server.quietFor() > 0, "no call in flight");
       await assert.rejects(
         unary(client, "/t.S/Hang", Buffer.alloc(0), new grpc.Metadata(), { deadline: Date.now() + 100 }),
         {

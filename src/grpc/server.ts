@@ -434,6 +434,10 @@ export class GrpcServer {
   private listener: Server | undefined;
   private idleWaiters: (() => void)[] = [];
   private closing = false;
+  /** Calls in flight other than server-streaming ones (which may last as long as a subscription). */
+  private busyCalls = 0;
+  private readonly counted = new WeakSet<Call>();
+  private lastActivity = performance.now();
 
   constructor(readonly options: GrpcServerOptions) {
     this.limits = { ...defaultHttp2Limits, ...options.http2 };
@@ -475,9 +479,16 @@ export class GrpcServer {
     this.releaseIdle();
   }
 
+  /** Milliseconds since a call last started or ended, or 0 while a call is in flight. */
+  quietFor(): number {
+    return this.busyCalls > 0 ? 0 : performance.now() - this.lastActivity;
+  }
+
   /** For Call: the call's status has been sent or the stream is gone. */
   callEnded(call: Call): void {
     this.calls.delete(call);
+    this.lastActivity = performance.now();
+    if (this.counted.delete(call)) this.busyCalls--;
     if (this.closing && this.calls.size === 0) this.releaseIdle();
   }
 
@@ -570,6 +581,11 @@ export class GrpcServer {
     }
     const call = new Call(path, stream, def, metadata, encoding, this, parseGrpcTimeout(timeout));
     this.calls.add(call);
+    this.lastActivity = performance.now();
+    if (def.requestStream || !def.responseStream) {
+      this.counted.add(call);
+      this.busyCalls++;
+    }
     stream.events = call;
     call.start();
     if (endStream) call.onData(stream, Buffer.alloc(0), true);

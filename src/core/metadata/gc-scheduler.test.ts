@@ -92,6 +92,48 @@ void describe("gc scheduler", () => {
     await s.close();
   });
 
+  void it("a dirty-triggered run waits for the API to be quiet, and no longer than maxDeferMs", async () => {
+    const c = countingCollect();
+    let busy = true;
+    let quietSince = 0;
+    const s = createGcScheduler({
+      collect: c.collect,
+      startupDelayMs: 0,
+      pauseThreshold: 1,
+      quietFor: () => (busy ? 0 : performance.now() - quietSince),
+      quietMs: 20,
+      maxDeferMs: 5000,
+    });
+    await until(() => c.runs === 1); // the startup run is not deferred
+    s.markDirty();
+    await sleep(60);
+    assert.equal(c.runs, 1, "no collection while a call is in flight");
+    busy = false;
+    quietSince = performance.now();
+    await until(() => c.runs === 2);
+    assert.ok(c.startedAt[1]! - quietSince >= 20, "after quietMs of quiet");
+    await s.close();
+
+    // Never quiet: the run still happens, after maxDeferMs.
+    const d = countingCollect();
+    const t = createGcScheduler({
+      collect: d.collect,
+      startupDelayMs: 0,
+      pauseThreshold: 1,
+      quietFor: () => 0,
+      maxDeferMs: 50,
+    });
+    await until(() => d.runs === 1);
+    const dirtyAt = performance.now();
+    t.markDirty();
+    await until(() => d.runs === 2);
+    assert.ok(d.startedAt[1]! - dirtyAt >= 50);
+    // runNow is never deferred.
+    await t.runNow();
+    assert.equal(d.runs, 3);
+    await t.close();
+  });
+
   void it("a markDirty during a run schedules one more run after it", async () => {
     const c = countingCollect();
     c.hold();

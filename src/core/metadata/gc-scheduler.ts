@@ -1,5 +1,6 @@
 // When GC runs (containerd's io.containerd.gc.v1.scheduler): once after startup, soon after anything
-// marks the DB dirty (coalesced, and spaced so GC takes at most pauseThreshold of wall time), and on demand.
+// marks the DB dirty (coalesced, spaced so GC takes at most pauseThreshold of wall time, and in a
+// quiet moment of the API when there is one), and on demand.
 import { unavailable } from "../../errdefs/errors.js";
 import type { GcStats } from "./gc.js";
 
@@ -15,6 +16,17 @@ export interface GcSchedulerOptions {
   scheduleDelayMs?: number;
   /** Largest share of wall time GC may take; spaces dirty-triggered runs. Default 0.02. */
   pauseThreshold?: number;
+  /**
+   * How long the API has been quiet (ms; 0 while a call is in flight). A dirty-triggered run
+   * waits for quietMs of quiet, and at most maxDeferMs: a collection holds the event loop and
+   * the write lock, and one landing between a client's calls (a lease deleted halfway through
+   * `ctr run`) delays the next call by its whole length. Absent: runs are never deferred.
+   */
+  quietFor?: () => number;
+  /** Quiet needed before a deferred run. Default 5 ms. */
+  quietMs?: number;
+  /** The longest a dirty-triggered run waits for quiet. Default 1000 ms. */
+  maxDeferMs?: number;
 }
 
 export interface GcScheduler {
@@ -46,6 +58,8 @@ function deferred(): Deferred {
 export function createGcScheduler(opts: GcSchedulerOptions): GcScheduler {
   const scheduleDelayMs = opts.scheduleDelayMs ?? 0;
   const pauseThreshold = opts.pauseThreshold ?? 0.02;
+  const quietMs = opts.quietMs ?? 5;
+  const maxDeferMs = opts.maxDeferMs ?? 1000;
   const onError =
     opts.onError ??
     ((err: unknown) =>
@@ -60,16 +74,27 @@ export function createGcScheduler(opts: GcSchedulerOptions): GcScheduler {
   let lastStats: GcStats | undefined;
   let lastEnd = 0;
   let lastDuration = 0;
+  /** When the pending dirty-triggered run was first due (for maxDeferMs). */
+  let dueSince: number | undefined;
 
   function clearTimer(): void {
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
   }
 
-  function setTimer(delayMs: number): void {
+  function setTimer(delayMs: number, deferrable = false): void {
     timer = setTimeout(
       () => {
         timer = undefined;
+        if (deferrable && opts.quietFor) {
+          const now = performance.now();
+          dueSince ??= now;
+          const quiet = opts.quietFor();
+          if (quiet < quietMs && now - dueSince < maxDeferMs) {
+            setTimer(Math.max(1, quietMs - quiet), true);
+            return;
+          }
+        }
         void start().catch(onError);
       },
       Math.max(0, delayMs),
@@ -80,6 +105,7 @@ export function createGcScheduler(opts: GcSchedulerOptions): GcScheduler {
   function start(): Promise<GcStats> {
     clearTimer();
     dirty = false;
+    dueSince = undefined;
     const begin = performance.now();
     const run = (async () => {
       try {
@@ -111,7 +137,7 @@ export function createGcScheduler(opts: GcSchedulerOptions): GcScheduler {
   function schedule(): void {
     // Spacing after the last run keeps GC under pauseThreshold of wall time, as containerd's does.
     const spacing = lastDuration > 0 ? lastEnd + lastDuration / pauseThreshold - performance.now() : 0;
-    setTimer(Math.max(scheduleDelayMs, spacing));
+    setTimer(Math.max(scheduleDelayMs, spacing), true);
   }
 
   setTimer(opts.startupDelayMs ?? 100);
