@@ -399,8 +399,12 @@ export class Http2Connection {
 
   private closeIfIdle(): void {
     if (this.goingAway && this.streams.size === 0 && this.state !== "closed") {
-      // Let the GOAWAY and the last responses out first.
-      process.nextTick(() => this.socket.end());
+      // Let the GOAWAY and the last responses out first; a client that keeps its end open after
+      // that is cut off a second later.
+      process.nextTick(() => {
+        this.socket.end();
+        setTimeout(() => this.destroy(), 1000).unref();
+      });
     }
   }
 
@@ -492,8 +496,10 @@ export class Http2Connection {
         return this.onHeaders(flags, streamId, payload);
       case FrameType.PRIORITY:
         if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
-        if (payload.length !== 5)
+        // Priorities are ignored; a bad size resets the stream if it is open (never an idle one).
+        if (payload.length !== 5 && this.streams.has(streamId)) {
           throw new StreamError(streamId, ErrorCode.FRAME_SIZE_ERROR, "PRIORITY size");
+        }
         return;
       case FrameType.RST_STREAM:
         return this.onRstStream(streamId, payload);
@@ -528,6 +534,7 @@ export class Http2Connection {
       return;
     }
     if (payload.length % 6 !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS size");
+    let initialWindow: number | undefined;
     for (let off = 0; off < payload.length; off += 6) {
       const id = payload.readUInt16BE(off);
       const value = payload.readUInt32BE(off + 2);
@@ -535,18 +542,11 @@ export class Http2Connection {
         case Setting.ENABLE_PUSH:
           if (value > 1) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "ENABLE_PUSH above 1");
           break;
-        case Setting.INITIAL_WINDOW_SIZE: {
+        case Setting.INITIAL_WINDOW_SIZE:
           if (value > MAX_WINDOW)
             throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE");
-          const delta = value - this.peerInitialWindow;
-          this.peerInitialWindow = value;
-          for (const s of this.streams.values()) {
-            s.sendWindow += delta;
-            if (s.sendWindow > MAX_WINDOW)
-              throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "window overflow");
-          }
+          initialWindow = value; // the last one counts; applied once per frame below
           break;
-        }
         case Setting.MAX_FRAME_SIZE:
           if (value < DEFAULT_MAX_FRAME_SIZE || value > MAX_ALLOWED_FRAME_SIZE) {
             throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range");
@@ -555,6 +555,15 @@ export class Http2Connection {
           break;
         default:
           break; // HEADER_TABLE_SIZE concerns an encoder that never indexes; the rest, a client
+      }
+    }
+    if (initialWindow !== undefined && initialWindow !== this.peerInitialWindow) {
+      const delta = initialWindow - this.peerInitialWindow;
+      this.peerInitialWindow = initialWindow;
+      for (const s of this.streams.values()) {
+        s.sendWindow += delta;
+        if (s.sendWindow > MAX_WINDOW)
+          throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "window overflow");
       }
     }
     this.send(frame(FrameType.SETTINGS, Flag.ACK, 0));
@@ -649,11 +658,12 @@ export class Http2Connection {
     const c = this.continuation;
     if (!c || c.streamId !== streamId)
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "unexpected CONTINUATION");
-    c.size += payload.length;
+    // Frame headers count too: empty CONTINUATIONs must not be free.
+    c.size += FRAME_HEADER_LENGTH + payload.length;
     if (c.size > this.limits.maxHeaderListSize) {
       throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "header block too large");
     }
-    c.fragments.push(Buffer.from(payload));
+    if (payload.length > 0) c.fragments.push(Buffer.from(payload));
     if (flags & Flag.END_HEADERS) {
       this.continuation = undefined;
       this.onHeaderBlock(streamId, Buffer.concat(c.fragments), c.endStream);
@@ -680,9 +690,10 @@ export class Http2Connection {
       if (existing.closed) this.forget(existing);
       return;
     }
-    if (streamId <= this.lastStreamId || streamId % 2 === 0) {
-      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS opening stream ${streamId}`);
-    }
+    if (streamId % 2 === 0)
+      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on even stream ${streamId}`);
+    // A stream we have closed (or reset): its late frames are ignored (RFC 9113 5.1).
+    if (streamId <= this.lastStreamId) return;
     this.lastStreamId = streamId;
     if (this.goingAway) {
       this.send(rstStreamFrame(streamId, ErrorCode.REFUSED_STREAM));

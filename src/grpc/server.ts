@@ -45,6 +45,8 @@ export interface ServerCall {
   /** Ends the call with a status; the first call wins, later ones are ignored. */
   finish(code: number, message?: string): void;
   readonly finished: boolean;
+  /** The status the call ended with (undefined when it was cancelled, or is not over). */
+  readonly code: number | undefined;
 }
 
 export interface MethodDefinition {
@@ -87,6 +89,7 @@ function trailerBlock(code: number, message: string | undefined, withHeaders: bo
   return encodeHeaderBlock(fields);
 }
 
+const MAX_TIMER_MS = 0x7fffffff;
 const TIMEOUT_UNITS: Record<string, number> = {
   H: 3_600_000,
   M: 60_000,
@@ -227,6 +230,7 @@ class AbortError extends Error {
 class Call implements ServerCall, StreamEvents {
   readonly metadata: CallMetadata;
   finished = false;
+  code: number | undefined;
   private controller: AbortController | undefined;
   private readonly reader: MessageReader;
   private request: Buffer | undefined;
@@ -248,9 +252,13 @@ class Call implements ServerCall, StreamEvents {
     this.metadata = new CallMetadata(headers);
     this.reader = new MessageReader(server.options.maxReceiveMessageLength);
     if (method.requestStream) this.queue = new RequestQueue(stream);
-    if (timeoutMs !== undefined) {
+    // setTimeout cannot wait longer than 2^31-1 ms (it would fire at once): a longer deadline
+    // (grpc-go sends "2592000S" for 30 days) is as good as none.
+    if (timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS) {
       this.deadline = setTimeout(() => {
         this.finish(GrpcCode.DEADLINE_EXCEEDED, "context deadline exceeded");
+        // A handler reading requests must see the end too, or it waits for them forever.
+        this.queue?.fail(new AbortError());
         this.abort();
       }, timeoutMs);
     }
@@ -360,6 +368,7 @@ class Call implements ServerCall, StreamEvents {
 
   finish(code: number, message?: string): void {
     if (this.finished) return;
+    this.code = code;
     this.settle();
     if (this.stream.closed) return;
     this.stream.end(trailerBlock(code, message, !this.stream.headersSent));
@@ -466,8 +475,14 @@ export class GrpcServer {
     this.closing = true;
     this.listener?.close();
     for (const c of this.connections) c.shutdown();
-    if (this.calls.size === 0) return Promise.resolve();
+    // Done when every call has ended and every connection has closed: a connection closes once
+    // its last stream's trailers (which may wait on the client's window) are out.
+    if (this.idle) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private get idle(): boolean {
+    return this.calls.size === 0 && this.connections.size === 0;
   }
 
   /** Cancels every call and drops every connection. */
@@ -489,7 +504,7 @@ export class GrpcServer {
     this.calls.delete(call);
     this.lastActivity = performance.now();
     if (this.counted.delete(call)) this.busyCalls--;
-    if (this.closing && this.calls.size === 0) this.releaseIdle();
+    if (this.closing && this.idle) this.releaseIdle();
   }
 
   private releaseIdle(): void {
@@ -508,7 +523,10 @@ export class GrpcServer {
       {
         onStream: (stream, headers, endStream, oversize) =>
           this.onStream(stream, headers, endStream, oversize),
-        onClose: (c) => this.connections.delete(c),
+        onClose: (c) => {
+          this.connections.delete(c);
+          if (this.closing && this.idle) this.releaseIdle();
+        },
       },
       this.limits,
     );

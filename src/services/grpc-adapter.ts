@@ -130,8 +130,9 @@ function makeHandler(
   return (call, request) => {
     const start = performance.now();
     const end = (status: Status, err?: unknown) => {
-      observe(path, status.code, performance.now() - start, err);
       call.finish(status.code, status.message);
+      // The call may have ended otherwise first (a reply over the size limit, a deadline).
+      observe(path, call.code ?? GrpcCode.CANCELLED, performance.now() - start, err);
     };
     const fail = (err: unknown) => whenDurable(() => end(toStatus(err), err));
     if (!fn) {
@@ -158,7 +159,14 @@ function makeHandler(
     Promise.resolve()
       .then(() => fn(arg, ctx) as Promise<unknown>)
       .then((res) => {
-        const message = encode(output, res);
+        let message: Uint8Array;
+        try {
+          message = encode(output, res);
+        } catch (err) {
+          // A reply that cannot be encoded (a negative uint32, say) is our bug, not the client's.
+          end({ code: GrpcCode.INTERNAL, message: `grpc: error encoding the reply: ${String(err)}` }, err);
+          return;
+        }
         whenDurable(
           () => {
             if (call.finished) return;
