@@ -18,6 +18,7 @@ import { cpuDelta, ownCpuTimes, treeCpuTimes } from "./process-usage.js";
 import { errorText, interleavedRounds, mapOutcomes, type Outcome } from "./rounds.js";
 import { settleDisks } from "./settle.js";
 import { median } from "./stats.js";
+import { comparisonRow, type Row } from "./report.js";
 
 export const SNAPSHOTTER = "overlayfs";
 
@@ -185,4 +186,24 @@ export async function applyRounds<N extends string>(
         .catch((err: unknown) => opts.log(`  ${name} ${label} cleanup: failed: ${errorText(err)}`));
     }
   }
+}
+
+/** The Diff.Apply rows of a report: MB/s (with its target) and the daemons' CPU per apply. */
+export function applyRows(
+  apply: { berthd?: Outcome<ApplySummary>; containerd?: Outcome<ApplySummary> },
+  label: { mib: number; rounds: number; targetMBps: number },
+): Row[] {
+  return [
+    {
+      ...comparisonRow(
+        `Diff.Apply ${label.mib} MiB gzip layer, median of ${label.rounds}`,
+        "MB/s",
+        "higher",
+        apply,
+        (s) => s.medianMegabytesPerSecond,
+      ),
+      target: { berthdAtLeast: label.targetMBps },
+    },
+    comparisonRow("  daemon CPU per apply", "s", "lower", apply, (s) => s.medianDaemonCpuSeconds),
+  ];
 }

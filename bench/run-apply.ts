@@ -7,11 +7,11 @@ import { startContainerd } from "../test/harness/containerd.js";
 import { makeTempDir, removeTempDir } from "../test/harness/temp-dir.js";
 import { KiB, MiB, buildApplyLayer } from "./apply-layer.js";
 import { startWrappedBerthd } from "./berthd-wrapper.js";
-import { applyRounds } from "./diff-apply.js";
+import { applyRounds, applyRows } from "./diff-apply.js";
 import { envInt } from "./env-config.js";
 import { machineInfo } from "./machine-info.js";
-import { checkTargets, comparisonRow, ratio, renderMachine, verdict, type Row } from "./report.js";
-import { publishReport, runSection } from "./section-runner.js";
+import { comparisonRow, renderMachine, type Row } from "./report.js";
+import { publishReport, reportHead, runSection } from "./section-runner.js";
 import { unaryCaller } from "./grpc-unary.js";
 import { errorText, type Outcome } from "./rounds.js";
 import { median } from "./stats.js";
@@ -158,17 +158,11 @@ runSection(async (cleanups) => {
           ),
         ];
   const rows: Row[] = [
-    {
-      ...comparisonRow(
-        `Diff.Apply ${CONFIG.applyMiB} MiB gzip layer, median of ${CONFIG.applyRounds}`,
-        "MB/s",
-        "higher",
-        apply,
-        (s) => s.medianMegabytesPerSecond,
-      ),
-      target: { berthdAtLeast: CONFIG.applyTargetMBps },
-    },
-    comparisonRow("  daemon CPU per apply", "s", "lower", apply, (s) => s.medianDaemonCpuSeconds),
+    ...applyRows(apply, {
+      mib: CONFIG.applyMiB,
+      rounds: CONFIG.applyRounds,
+      targetMBps: CONFIG.applyTargetMBps,
+    }),
     comparisonRow(
       `Diff.Apply ${CONFIG.smallKiB} KiB gzip layer, median of ${CONFIG.smallRounds}`,
       "ms",
@@ -185,11 +179,10 @@ runSection(async (cleanups) => {
     ),
     ...baselineRows,
   ];
-  const goals = checkTargets(rows);
+  const head = reportHead(started, machine, rows);
+  const goals = head.targets;
   const report = {
-    when: new Date().toISOString(),
-    runtimeSeconds: Math.round((Date.now() - started) / 100) / 10,
-    machine,
+    ...head,
     config: CONFIG,
     applyLayer: {
       tarBytes: layer.tarSize,
@@ -197,8 +190,6 @@ runSection(async (cleanups) => {
       files: layer.plan.files,
       smallFiles: layer.plan.smallFiles,
     },
-    rows: rows.map((r) => ({ ...r, ratio: ratio(r), verdict: verdict(r) })),
-    targets: goals,
     raw: { apply, applySmall, unary },
   };
   return publishReport(OUT, report, machine, rows, goals);

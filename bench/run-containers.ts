@@ -2,8 +2,8 @@
 // (containers.ts), on its own fresh berthd and containerd; prints the JSON, then the table.
 import { containerBench, containerBenchConfig, containerRows } from "./containers.js";
 import { machineInfo } from "./machine-info.js";
-import { checkTargets, ratio, renderMachine, verdict } from "./report.js";
-import { publishReport, runSection } from "./section-runner.js";
+import { renderMachine } from "./report.js";
+import { publishReport, reportHead, runSection } from "./section-runner.js";
 
 const OUT = process.env.BENCH_OUT ?? "/tmp/berth-bench-containers.json";
 
@@ -18,13 +18,10 @@ runSection(async (cleanups) => {
     ...(process.env.BENCH_BERTHD_CPU_PROF ? { berthdCpuProfileDir: process.env.BENCH_BERTHD_CPU_PROF } : {}),
   });
   const rows = containerRows(result);
-  const goals = checkTargets(rows);
+  const head = reportHead(started, machine, rows);
+  const goals = head.targets;
   const report = {
-    when: new Date().toISOString(),
-    runtimeSeconds: Math.round((Date.now() - started) / 100) / 10,
-    machine,
-    rows: rows.map((r) => ({ ...r, ratio: ratio(r), verdict: verdict(r) })),
-    targets: goals,
+    ...head,
     raw: result,
   };
   return publishReport(OUT, report, machine, rows, goals);

@@ -13,8 +13,8 @@ import { summarizeLogFile, startWrappedBerthd, writeBerthdWrapper } from "./bert
 import { envInt } from "./env-config.js";
 import { pullImage, pullRounds, rpcTimes, type PullSummary } from "./image-pull.js";
 import { machineInfo } from "./machine-info.js";
-import { checkTargets, comparisonRow, ratio, renderMachine, verdict, type Row } from "./report.js";
-import { publishReport, runSection } from "./section-runner.js";
+import { comparisonRow, renderMachine, type Row } from "./report.js";
+import { publishReport, reportHead, runSection } from "./section-runner.js";
 import { type Outcome } from "./rounds.js";
 
 const OUT = process.env.BENCH_OUT ?? "/tmp/berth-bench-pulls.json";
@@ -150,13 +150,10 @@ runSection(async (cleanups) => {
           ),
         ]),
   ];
-  const goals = checkTargets(rows);
+  const head = reportHead(started, machine, rows);
+  const goals = head.targets;
   const report = {
-    when: new Date().toISOString(),
-    runtimeSeconds: Math.round((Date.now() - started) / 100) / 10,
-    machine,
-    rows: rows.map((r) => ({ ...r, ratio: ratio(r), verdict: verdict(r) })),
-    targets: goals,
+    ...head,
     berthdLog: await summarizeLogFile(berthdLog),
     ...(RPC_TIMES ? { berthdRpcTimes: rpcTimes(await readFile(berthdLog, "utf8")) } : {}),
     raw: { pullMulti: pulls },

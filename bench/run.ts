@@ -17,7 +17,7 @@ import { runSection } from "./section-runner.js";
 import { containerBench, containerBenchConfig, containerRows } from "./containers.js";
 import { ingestOnce, type IngestResult } from "./content-ingest.js";
 import { timeCtr } from "./ctr-latency.js";
-import { applyRounds } from "./diff-apply.js";
+import { applyRounds, applyRows } from "./diff-apply.js";
 import { envInt } from "./env-config.js";
 import { pullImage, pullRounds } from "./image-pull.js";
 import { unaryCaller } from "./grpc-unary.js";
@@ -389,17 +389,11 @@ runSection(async (cleanups) => {
       pullLarge,
       (s) => s.medianMegabytesPerSecond,
     ),
-    {
-      ...comparisonRow(
-        `Diff.Apply ${CONFIG.applyMiB} MiB gzip layer, median of ${CONFIG.applyRounds}`,
-        "MB/s",
-        "higher",
-        apply,
-        (s) => s.medianMegabytesPerSecond,
-      ),
-      target: { berthdAtLeast: CONFIG.applyTargetMBps },
-    },
-    comparisonRow("  daemon CPU per apply", "s", "lower", apply, (s) => s.medianDaemonCpuSeconds),
+    ...applyRows(apply, {
+      mib: CONFIG.applyMiB,
+      rounds: CONFIG.applyRounds,
+      targetMBps: CONFIG.applyTargetMBps,
+    }),
     comparisonRow("daemon RSS at the end", "MiB", "lower", memory, (m) => m.rss),
     comparisonRow("daemon peak RSS", "MiB", "lower", memory, (m) => m.peak),
     ...containerRows(containers),

@@ -4,7 +4,16 @@
 import { writeFile } from "node:fs/promises";
 import { createCleanups, type Cleanups } from "./cleanups.js";
 import type { MachineInfo } from "./machine-info.js";
-import { renderMachine, renderTable, renderTargets, type Row, type TargetCheck } from "./report.js";
+import {
+  checkTargets,
+  ratio,
+  renderMachine,
+  renderTable,
+  renderTargets,
+  verdict,
+  type Row,
+  type TargetCheck,
+} from "./report.js";
 
 /** Runs body with a teardown list, then exits with its code (1 if it threw). */
 export function runSection(body: (cleanups: Cleanups) => Promise<number>): void {
@@ -50,4 +59,16 @@ export async function publishReport(
   if (goals.length > 0) process.stdout.write(`${renderTargets(goals)}\n\n`);
   process.stdout.write(`ratio = berthd/containerd; results written to ${out} (${report.runtimeSeconds} s)\n`);
   return rows.some((r) => r.berthd === null || r.containerd === null) ? 1 : 0;
+}
+
+/** The head every section's report starts with: when, how long, where, the rows and targets. */
+export function reportHead(started: number, machine: MachineInfo, rows: readonly Row[]) {
+  const targets = checkTargets(rows);
+  return {
+    when: new Date().toISOString(),
+    runtimeSeconds: Math.round((Date.now() - started) / 100) / 10,
+    machine,
+    rows: rows.map((r) => ({ ...r, ratio: ratio(r), verdict: verdict(r) })),
+    targets,
+  };
 }
