@@ -9,11 +9,11 @@ import { mkdir, readdir, readFile, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import { busyboxImage } from "../test/fixtures/busybox.js";
 import { writeOciArchive } from "../test/fixtures/oci-image.js";
-import { startContainerd } from "../test/harness/containerd.js";
 import { ctrOk, runCtr } from "../test/harness/ctr.js";
 import { pidsWithArgs } from "../test/harness/process-tree.js";
 import { makeTempDir, removeTempDir } from "../test/harness/temp-dir.js";
-import { summarizeLogFile, startWrappedBerthd, type LogSummary } from "./berthd-wrapper.js";
+import { startDaemonPair } from "./daemon-pair.js";
+import { summarizeLogFile, type LogSummary } from "./berthd-wrapper.js";
 import { createCleanups, type Cleanups } from "./cleanups.js";
 import {
   mapLimit,
@@ -219,15 +219,10 @@ async function runSection(opts: ContainerBenchOptions, cleanups: Cleanups): Prom
   await writeOciArchive(archive, { image: await busyboxImage({ format: "oci" }), name: IMAGE });
 
   log("starting a fresh berthd and containerd for the container benchmarks...");
-  const berthd = await startWrappedBerthd(dir, {
+  const { berthd, containerd } = await startDaemonPair(dir, cleanups, {
     logFile: berthdLog,
-    ...(opts.berthdCpuProfileDir ? { cpuProfileDir: opts.berthdCpuProfileDir } : {}),
+    cpuProfileDir: opts.berthdCpuProfileDir,
   });
-  // Shims outlive berthd by design (a restart reconnects to them): end them first.
-  cleanups.add("stop berthd", () => berthd.stop());
-  cleanups.add("kill berthd's shims", () => berthd.killShims());
-  const containerd = await startContainerd({ logLevel: "info" });
-  cleanups.add("stop containerd", () => containerd.stop());
 
   const daemons: Record<DaemonName, Daemon> = {
     berthd: { name: "berthd", address: berthd.address, pid: berthd.pid, fifoDir: berthdFifo, cpu: undefined },

@@ -3,8 +3,8 @@
 // a small one (the fixed cost of one call: worker hand-off, mounts, the gRPC round trip). Prints the
 // JSON, then the table.
 import { join } from "node:path";
-import { startContainerd } from "../test/harness/containerd.js";
 import { makeTempDir, removeTempDir } from "../test/harness/temp-dir.js";
+import { startDaemonPair } from "./daemon-pair.js";
 import { KiB, MiB, buildApplyLayer } from "./apply-layer.js";
 import { startWrappedBerthd } from "./berthd-wrapper.js";
 import { applyRounds, applyRows } from "./diff-apply.js";
@@ -60,13 +60,10 @@ runSection(async (cleanups) => {
   cleanups.add("remove temp dir", () => removeTempDir(dir));
   log("starting berthd and containerd...");
   const berthdLog = join(dir, "berthd.log");
-  const berthd = await startWrappedBerthd(dir, {
+  const { berthd, containerd } = await startDaemonPair(dir, cleanups, {
     logFile: berthdLog,
-    ...(BERTHD_CPU_PROF ? { cpuProfileDir: BERTHD_CPU_PROF } : {}),
+    cpuProfileDir: BERTHD_CPU_PROF,
   });
-  cleanups.add("stop berthd", () => berthd.stop());
-  const containerd = await startContainerd({ logLevel: "info" });
-  cleanups.add("stop containerd", () => containerd.stop());
   const targets: { name: DaemonName; address: string; pid: number }[] = [
     { name: "berthd", address: berthd.address, pid: berthd.pid },
     { name: "containerd", address: containerd.address, pid: containerd.pid },

@@ -4,12 +4,12 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startBerthd } from "../test/harness/berthd.js";
-import { startContainerd } from "../test/harness/containerd.js";
 import { startRegistry } from "../test/harness/registry.js";
 import { pushImage } from "../test/fixtures/registry-push.js";
 import { multiLayerTestImage } from "../test/fixtures/test-images.js";
 import { makeTempDir, removeTempDir } from "../test/harness/temp-dir.js";
-import { summarizeLogFile, startWrappedBerthd, writeBerthdWrapper } from "./berthd-wrapper.js";
+import { startDaemonPair } from "./daemon-pair.js";
+import { summarizeLogFile, writeBerthdWrapper } from "./berthd-wrapper.js";
 import { envInt } from "./env-config.js";
 import { pullImage, pullRounds, rpcTimes, type PullSummary } from "./image-pull.js";
 import { machineInfo } from "./machine-info.js";
@@ -71,14 +71,11 @@ runSection(async (cleanups) => {
   log("starting berthd and containerd...");
   const berthdLog = join(dir, "berthd.log");
   const logLevel = RPC_TIMES ? "debug" : "info";
-  const berthd = await startWrappedBerthd(dir, {
+  const { berthd, containerd } = await startDaemonPair(dir, cleanups, {
     logFile: berthdLog,
     logLevel,
-    ...(BERTHD_CPU_PROF ? { cpuProfileDir: BERTHD_CPU_PROF } : {}),
+    cpuProfileDir: BERTHD_CPU_PROF,
   });
-  cleanups.add("stop berthd", () => berthd.stop());
-  const containerd = await startContainerd({ logLevel: "info" });
-  cleanups.add("stop containerd", () => containerd.stop());
   let baseline: Awaited<ReturnType<typeof startBerthd>> | undefined;
   if (BASELINE !== undefined) {
     const baseBinary = await writeBerthdWrapper(dir, {

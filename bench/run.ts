@@ -2,7 +2,6 @@
 // machine, driven by the same stock ctr and the same Node gRPC client; prints a table and JSON.
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { startContainerd } from "../test/harness/containerd.js";
 import { ctrOk } from "../test/harness/ctr.js";
 import { startRegistry } from "../test/harness/registry.js";
 import { pushImage } from "../test/fixtures/registry-push.js";
@@ -10,8 +9,9 @@ import { MiB, largeTestImage, multiLayerTestImage } from "../test/fixtures/test-
 import { makeTempDir, removeTempDir } from "../test/harness/temp-dir.js";
 import { Version } from "../src/gen/containerd/services/version/v1/version_pb.js";
 import { Images } from "../src/gen/containerd/services/images/v1/images_pb.js";
+import { startDaemonPair } from "./daemon-pair.js";
 import { buildApplyLayer } from "./apply-layer.js";
-import { summarizeLogFile, startWrappedBerthd } from "./berthd-wrapper.js";
+import { summarizeLogFile } from "./berthd-wrapper.js";
 import { writeBlobFile } from "./blob-file.js";
 import { runSection } from "./section-runner.js";
 import { containerBench, containerBenchConfig, containerRows } from "./containers.js";
@@ -237,13 +237,10 @@ runSection(async (cleanups) => {
   // berthd's harness default is debug logging, which would cost it a log line per call.
   // berthd's output goes to a file, as under a service manager (see berthd-wrapper.ts).
   const berthdLog = join(dir, "berthd.log");
-  const berthd = await startWrappedBerthd(dir, {
+  const { berthd, containerd } = await startDaemonPair(dir, cleanups, {
     logFile: berthdLog,
-    ...(BERTHD_CPU_PROF ? { cpuProfileDir: BERTHD_CPU_PROF } : {}),
+    cpuProfileDir: BERTHD_CPU_PROF,
   });
-  cleanups.add("stop berthd", () => berthd.stop());
-  const containerd = await startContainerd({ logLevel: "info" });
-  cleanups.add("stop containerd", () => containerd.stop());
   const targets: Target[] = [
     { name: "berthd", address: berthd.address, pid: berthd.pid, root: berthd.root },
     { name: "containerd", address: containerd.address, pid: containerd.pid, root: containerd.root },
