@@ -9,6 +9,7 @@ import { initPlugins, type PluginGraph } from "./plugin.js";
 import { builtinPlugins, type GrpcServicePlugin, type Closable } from "./builtin-plugins.js";
 import { prepareSocketPath, secureSocket } from "./socket.js";
 import { createMetrics, type Metrics } from "./metrics.js";
+import { startIdleCollector } from "./idle-gc.js";
 import type { Exchange } from "../core/events/exchange.js";
 import { GrpcServer } from "../grpc/server.js";
 import { startTtrpcEventsServer, type TtrpcEventsServer } from "./ttrpc-events-server.js";
@@ -73,6 +74,7 @@ export async function startDaemon(cfg: Config, log: Logger): Promise<Daemon> {
 
   state = "RUNNING";
   log.info({ address: cfg.grpc.address, ttrpc: cfg.ttrpc.address }, "berthd successfully booted");
+  const idleCollector = startIdleCollector(() => server.quietFor(), log);
 
   const closeAll = async () => {
     // Close plugins in reverse init order so that nothing outlives what it depends on.
@@ -97,6 +99,7 @@ export async function startDaemon(cfg: Config, log: Logger): Promise<Daemon> {
       if (state !== "RUNNING") return;
       state = "STOPPING";
       log.info("stopping berthd");
+      idleCollector?.stop();
       await ttrpc.close();
       metricsServer?.close();
       // Subscriptions never end on their own; end them so that in-flight unary calls can drain.

@@ -216,6 +216,8 @@ export class Http2Connection {
   /** A connection error is being sent: nothing more is read or written. */
   private failing = false;
   private corked = false;
+  /** Frames of a socket read are being handled. */
+  private reading = false;
   // A header block being continued: the stream it opens and its fragments.
   private continuation:
     | { streamId: number; endStream: boolean; fragments: Buffer[]; size: number }
@@ -295,17 +297,21 @@ export class Http2Connection {
     if (bytes.length > 0) this.write(bytes);
   }
 
-  /** Writes to the socket, corked until the end of this turn. */
+  /** Writes to the socket, corked until the end of this turn or the end of a response. */
   private write(bytes: Buffer): void {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
+      process.nextTick(() => this.uncork());
     }
     this.socket.write(bytes);
+  }
+
+  /** Sends what is corked now (one writev). */
+  private uncork(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
   }
 
   /**
@@ -389,6 +395,10 @@ export class Http2Connection {
       this.send(rstStreamFrame(stream.id, ErrorCode.NO_ERROR));
     }
     this.forget(stream);
+    // A complete response leaves at once: the caller's bookkeeping after it (metrics, logs)
+    // must not delay it. Responses that end while a read is being parsed (errors found there)
+    // still share the turn's writev.
+    if (!this.reading) this.uncork();
   }
 
   private forget(stream: Http2Stream): void {
@@ -419,6 +429,15 @@ export class Http2Connection {
 
   private onSocketData(chunk: Buffer): void {
     if (this.state === "closed" || this.failing) return;
+    this.reading = true;
+    try {
+      this.readFrames(chunk);
+    } finally {
+      this.reading = false;
+    }
+  }
+
+  private readFrames(chunk: Buffer): void {
     let data = this.buffer ? Buffer.concat([this.buffer, chunk]) : chunk;
     this.buffer = undefined;
     try {

@@ -4,6 +4,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { connect } from "node:net";
+import * as http2 from "node:http2";
+import { createRequire } from "node:module";
+import { Worker } from "node:worker_threads";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -84,6 +87,55 @@ void test("unary calls: bytes and metadata in, bytes out, many concurrent", asyn
       );
       replies.forEach((r, i) => assert.equal(r.toString(), `m${i}`));
       assert.equal((await unary(client, "/t.S/Meta", Buffer.alloc(0), md)).toString(), "ns1|undefined");
+    },
+  );
+});
+
+// A client in a worker thread: it can read while the server's thread is blocked.
+const blockingClientSource = `
+const { workerData, parentPort } = require("node:worker_threads");
+const grpc = require(workerData.grpcModule);
+const client = new grpc.Client("unix://" + workerData.socket, grpc.credentials.createInsecure());
+client.makeUnaryRequest("/t.S/Block", (b) => b, (b) => b, Buffer.from("x"), new grpc.Metadata(), (err, reply) => {
+  Atomics.store(workerData.flag, 0, 1);
+  Atomics.notify(workerData.flag, 0);
+  parentPort.postMessage(err ? String(err) : reply.toString());
+  client.close();
+});
+`;
+
+void test("a response leaves as soon as it ends, before the code after finish() runs", async () => {
+  const flag = new Int32Array(new SharedArrayBuffer(4));
+  let wait: string | undefined;
+  await withServer(
+    (s) =>
+      s.register("/t.S/Block", {
+        requestStream: false,
+        responseStream: false,
+        handler: (call, req) => {
+          // As the service adapter does: the reply comes from a promise, in a later microtask.
+          void Promise.resolve().then(() => {
+            call.write(Buffer.concat([req!, Buffer.from("y")]));
+            call.finish(GrpcCode.OK);
+            // Blocks this thread until the client has the reply: "timed-out" if it is still
+            // held back (it used to wait for the end of the turn, after metrics and logs).
+            wait = Atomics.wait(flag, 0, 0, 10_000);
+          });
+        },
+      }),
+    async (_client, _server, socket) => {
+      const grpcModule = createRequire(import.meta.url).resolve("@grpc/grpc-js");
+      const worker = new Worker(blockingClientSource, {
+        eval: true,
+        workerData: { socket, flag, grpcModule },
+      });
+      try {
+        const [reply] = (await once(worker, "message")) as [string];
+        assert.equal(reply, "xy");
+        assert.equal(wait, "ok");
+      } finally {
+        await worker.terminate();
+      }
     },
   );
 });
@@ -485,19 +537,26 @@ void test("a deadline ends a streaming handler's requests; a deadline past 24 da
       });
       s.register("/t.S/Echo", { requestStream: false, responseStream: false, handler: echo });
     },
-    async (client) => {
-      const result = new Promise<unknown>((resolve) => {
-        const stream = client.makeClientStreamRequest(
-          "/t.S/Collect",
-          id,
-          id,
-          new grpc.Metadata(),
-          { deadline: Date.now() + 200 },
-          (err) => resolve(err),
-        );
-        stream.write(Buffer.from("one")); // and then nothing, without ending
-      });
-      assert.equal(((await result) as grpc.ServiceError).code, grpc.status.DEADLINE_EXCEEDED);
+    async (client, _server, socket) => {
+      // Node's own HTTP/2 client, which (unlike a gRPC client) does not cancel the call when the
+      // deadline passes: only the server's deadline can end it.
+      const session = http2.connect("http://berth", { createConnection: () => connect(socket) });
+      try {
+        const req = session.request({
+          ":method": "POST",
+          ":path": "/t.S/Collect",
+          "content-type": "application/grpc",
+          te: "trailers",
+          "grpc-timeout": "100m",
+        });
+        req.write(Buffer.from([0, 0, 0, 0, 3, ...Buffer.from("one")])); // and then nothing, without ending
+        // A trailers-only response: its one header block is the response's.
+        const [headers] = (await once(req, "response")) as [http2.IncomingHttpHeaders];
+        assert.equal(headers["grpc-status"], String(GrpcCode.DEADLINE_EXCEEDED));
+        req.close();
+      } finally {
+        session.destroy();
+      }
       await handlerEnded;
       assert.equal(handlerSaw, "ABORT_ERR");
       const far = Date.now() + 30 * 24 * 3600 * 1000;

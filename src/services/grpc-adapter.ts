@@ -156,25 +156,30 @@ function makeHandler(
         .then(() => end({ code: GrpcCode.OK, message: "" }), fail);
       return;
     }
-    Promise.resolve()
-      .then(() => fn(arg, ctx) as Promise<unknown>)
-      .then((res) => {
-        let message: Uint8Array;
-        try {
-          message = encode(output, res);
-        } catch (err) {
-          // A reply that cannot be encoded (a negative uint32, say) is our bug, not the client's.
-          end({ code: GrpcCode.INTERNAL, message: `grpc: error encoding the reply: ${String(err)}` }, err);
-          return;
-        }
-        whenDurable(
-          () => {
-            if (call.finished) return;
-            call.write(message);
-            end({ code: GrpcCode.OK, message: "" });
-          },
-          (err: unknown) => end(toStatus(err), err),
-        );
-      }, fail);
+    // The handler starts now (no extra turn): a synchronous throw is a rejection like any other.
+    let pending: Promise<unknown>;
+    try {
+      pending = Promise.resolve(fn(arg, ctx));
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    pending.then((res) => {
+      let message: Uint8Array;
+      try {
+        message = encode(output, res);
+      } catch (err) {
+        // A reply that cannot be encoded (a negative uint32, say) is our bug, not the client's.
+        end({ code: GrpcCode.INTERNAL, message: `grpc: error encoding the reply: ${String(err)}` }, err);
+        return;
+      }
+      whenDurable(
+        () => {
+          if (call.finished) return;
+          call.write(message);
+          end({ code: GrpcCode.OK, message: "" });
+        },
+        (err: unknown) => end(toStatus(err), err),
+      );
+    }, fail);
   };
 }

@@ -14,6 +14,7 @@ import {
   reapPid,
   closeFd,
   listChildren,
+  anyChildExited,
   exitStatus,
   type WaitResult,
 } from "../sys/process.js";
@@ -251,6 +252,9 @@ export class Reaper extends EventEmitter<{ exit: [ExitEvent]; orphan: [ExitEvent
   }
 
   private scanOrphans(): void {
+    // One waitid that reaps nothing tells whether any child at all has exited; only then is the
+    // children list of every thread read (a dozen /proc reads per SIGCHLD otherwise).
+    if (!anyChildExited()) return;
     let active: Set<number> | undefined;
     const activeOnce = (): Set<number> => (active ??= activeChildProcessPids());
     for (const pid of listChildren()) {

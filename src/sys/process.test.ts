@@ -16,6 +16,7 @@ import {
   waitid,
   exitStatus,
   listChildren,
+  anyChildExited,
   P,
   W,
   CLD,
@@ -63,6 +64,23 @@ void test("subreaper: a double-forked grandchild is reparented to us and reaped 
     () => reapPid(pid),
     (e) => hasCode(e, "ECHILD"),
   );
+});
+
+void test("anyChildExited peeks: true while an exited child waits, reaps nothing, false once it is reaped", async () => {
+  setChildSubreaper(true);
+  const pid = await orphan("sleep 0.2; exit 3"); // outlives the shell, so it is reparented to us
+  assert.equal(anyChildExited(), false, "running: nothing to reap");
+  // Polls the peek itself: it must turn true without anything reaping the child.
+  const deadline = Date.now() + 5000;
+  while (!anyChildExited()) {
+    if (Date.now() > deadline) throw new Error("anyChildExited never saw the exited child");
+    await sleep(10);
+  }
+  assert.ok(listChildren().includes(pid), "the peek left the zombie in place");
+  assert.equal(anyChildExited(), true, "peeking twice still finds it");
+  const r = reapPid(pid);
+  assert.equal(r?.status, 3);
+  assert.equal(anyChildExited(), false, "nothing left to reap");
 });
 
 void test("a signal is reported as signal (and 128+signal), not as an exit code", async () => {

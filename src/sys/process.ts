@@ -156,6 +156,16 @@ export function reapPidfd(pidfd: number, options = W.EXITED | W.NOHANG): WaitRes
   return waitid(P.PIDFD, pidfd, options);
 }
 
+/** True when some child has exited and waits to be reaped (peeks: WNOWAIT reaps nothing). */
+export function anyChildExited(): boolean {
+  try {
+    return waitid(P.ALL, 0, W.EXITED | W.NOHANG | W.NOWAIT) !== null;
+  } catch (err) {
+    if (err instanceof SysError && err.code === "ECHILD") return false; // no children at all
+    throw err;
+  }
+}
+
 /** The status containerd reports: the exit code, or 128 + signal for a killed process. */
 export function exitStatus(r: WaitResult): number {
   return r.exited ? r.status : 128 + r.signal;

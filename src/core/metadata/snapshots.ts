@@ -39,6 +39,9 @@ export const seqBlock = 1000;
 /** Labels under this prefix are also handed to the backend (containerd's inheritable labels). */
 const backendLabelPrefix = "containerd.io/snapshot/";
 
+/** Resolves in a later turn of the event loop, after this turn's replies have been sent. */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 interface SnapshotRow {
   key: string;
   backend_key: string;
@@ -289,10 +292,13 @@ export function createNamespacedSnapshots(
           await metadataDurable(db);
           // The snapshot is gone for every client now; its bytes go after the reply (containerd
           // leaves them to GC), one removal after another per snapshotter, so that a parent is
-          // removed only after a child removed before it. GC never runs between (it holds the lock
-          // exclusively), and its backend sweep takes whatever a failed removal leaves.
+          // removed only after a child removed before it. The removal starts in a later turn:
+          // begun now, its own commit would be one more sync for this reply to wait on. A GC that
+          // runs first (it holds the lock exclusively) sweeps the backend snapshot itself, and
+          // its backend sweep takes whatever a failed removal leaves.
           const backendKey = r.backend_key;
           const removal = (removals.get(name) ?? Promise.resolve())
+            .then(nextTurn)
             .then(() => opts.lock.shared(() => backend.remove(backendKey)))
             .then(
               () => opts.onMutation?.({ deletion: true }),
