@@ -156,12 +156,13 @@ function makeHandler(
         .then(() => end({ code: GrpcCode.OK, message: "" }), fail);
       return;
     }
-    // The handler starts now (no extra turn): a synchronous throw is a rejection like any other.
+    // The handler starts now (no extra turn); a synchronous throw fails the call like a rejection.
     let pending: Promise<unknown>;
     try {
       pending = Promise.resolve(fn(arg, ctx));
     } catch (err) {
-      pending = Promise.reject(err);
+      fail(err);
+      return;
     }
     pending.then((res) => {
       let message: Uint8Array;
