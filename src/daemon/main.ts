@@ -5,7 +5,6 @@ import { createLogger } from "./logger.js";
 import { startDaemon } from "./daemon.js";
 import { SocketInUseError } from "./socket.js";
 import { berthVersion } from "./version.js";
-import { publishEvent } from "./publish.js";
 
 interface GlobalOpts extends ConfigOverrides {
   logLevel?: string;
@@ -95,6 +94,8 @@ program
     for await (const c of process.stdin) chunks.push(c as Buffer);
     const address = program.opts<GlobalOpts>().address ?? defaultConfig().grpc.address;
     try {
+      // Loaded here only: the gRPC client (grpc-js) has no business in the daemon's memory.
+      const { publishEvent } = await import("./publish.js");
       await publishEvent(address, o.namespace, o.topic, Buffer.concat(chunks));
     } catch (err) {
       fail((err as Error).message);
