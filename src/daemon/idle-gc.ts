@@ -1,9 +1,11 @@
 // Gives back the memory of a burst of work once berthd is idle again. V8 leaves the garbage of a
 // burst (50 containers started at once, a large pull) in its old generation until allocation
-// forces a major collection, and an idle daemon allocates almost nothing: measured, berthd held
-// 79 MiB PSS after 50 concurrent `ctr run -d`, 66 MiB after one collection. Go's runtime returns
-// such memory on its own (its scavenger); this is berthd's equivalent. It needs V8's gc()
-// (bin/berthd starts node with --expose-gc); without it, nothing is done.
+// forces a major collection, and an idle daemon allocates almost nothing. Measured: berthd held
+// 79 MiB PSS after 50 concurrent `ctr run -d`, 66 MiB after one collection (the bench's 50
+// containers, started one by one, leave less behind: there V8's own collections had already run
+// and the figure did not move). Go's runtime returns such memory on its own (its scavenger); this
+// is berthd's equivalent. It needs V8's gc() (bin/berthd starts node with --expose-gc); without
+// it, nothing is done.
 import { getHeapStatistics } from "node:v8";
 import type { Logger } from "./logger.js";
 
