@@ -3,6 +3,7 @@
 // one flat key space of "<namespace>/<seq>/<key>". The records carry the parent chain, kind and
 // labels; the backend owns the bytes. Snapshots joined to the request's lease, GC roots through
 // labels, and removal of backend snapshots once the records are gone are handled here and in gc.ts.
+import { setImmediate as nextTurn } from "node:timers/promises";
 import type { RequestContext } from "../context.js";
 import {
   alreadyExists,
@@ -38,9 +39,6 @@ export const seqBlock = 1000;
 
 /** Labels under this prefix are also handed to the backend (containerd's inheritable labels). */
 const backendLabelPrefix = "containerd.io/snapshot/";
-
-/** Resolves in a later turn of the event loop, after this turn's replies have been sent. */
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 interface SnapshotRow {
   key: string;
@@ -298,7 +296,7 @@ export function createNamespacedSnapshots(
           // its backend sweep takes whatever a failed removal leaves.
           const backendKey = r.backend_key;
           const removal = (removals.get(name) ?? Promise.resolve())
-            .then(nextTurn)
+            .then(() => nextTurn())
             .then(() => opts.lock.shared(() => backend.remove(backendKey)))
             .then(
               () => opts.onMutation?.({ deletion: true }),
