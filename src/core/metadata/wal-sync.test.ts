@@ -1,10 +1,20 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { WalSync, durabilityPending, durable } from "./wal-sync.js";
+import { WAL_PREALLOCATED_BYTES, WalSync, durabilityPending, durable, zeroFillTo } from "./wal-sync.js";
 import { closeMetadataDB, metadataDurable, openMetadataDB } from "./db.js";
 
 function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -102,6 +112,60 @@ void test("the metadata DB commits without syncing and metadataDurable syncs it"
       assert.equal(again.prepare("SELECT id FROM leases").pluck().get(), "l");
     } finally {
       again.close();
+    }
+  });
+});
+
+void test("zeroFillTo extends a file with zeros and never touches what is there", async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, "f");
+    writeFileSync(path, "frames");
+    const fd = openSync(path, "r+");
+    try {
+      zeroFillTo(fd, 3 << 20);
+      const bytes = readFileSync(path);
+      assert.equal(bytes.length, 3 << 20);
+      assert.equal(bytes.subarray(0, 6).toString(), "frames");
+      assert.ok(bytes.subarray(6).every((b) => b === 0));
+      zeroFillTo(fd, 16); // longer already: nothing to do
+      assert.equal(statSync(path).size, 3 << 20);
+    } finally {
+      closeSync(fd);
+    }
+  });
+});
+
+void test("the -wal file is written ahead with zeros, and a crash keeps every synced commit, across checkpoints", async () => {
+  await withDir(async (dir) => {
+    const db = openWal(join(dir, "x.db"));
+    const wal = new WalSync(db);
+    try {
+      assert.equal(statSync(join(dir, "x.db-wal")).size, WAL_PREALLOCATED_BYTES);
+      const insert = db.prepare("INSERT INTO t VALUES (?, ?)");
+      // 6 MiB of rows: past the automatic checkpoint, so the log is also written again from its start.
+      for (let i = 0; i < 300; i++) {
+        insert.run(`k${String(i).padStart(3, "0")}`, `v${i}`.padEnd(20_000, "."));
+        if (i % 50 === 0) await wal.flush();
+      }
+      insert.run("last", "the final commit");
+      await wal.flush();
+      // A crash: the files as they are now, opened elsewhere without the writer's shared memory.
+      const crashed = join(dir, "crashed");
+      rmSync(crashed, { recursive: true, force: true });
+      mkdirSync(crashed);
+      copyFileSync(join(dir, "x.db"), join(crashed, "x.db"));
+      copyFileSync(join(dir, "x.db-wal"), join(crashed, "x.db-wal"));
+      const after = new Database(join(crashed, "x.db"));
+      try {
+        assert.equal(after.pragma("integrity_check", { simple: true }), "ok");
+        assert.equal(after.prepare("SELECT count(*) FROM t").pluck().get(), 301);
+        assert.equal(after.prepare("SELECT v FROM t WHERE k = 'last'").pluck().get(), "the final commit");
+      } finally {
+        after.close();
+      }
+    } finally {
+      wal.close();
+      db.close();
     }
   });
 });

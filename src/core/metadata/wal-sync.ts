@@ -20,9 +20,39 @@
 //     the code awaits the file's flush() at that point.
 // Concurrent callers share one fdatasync (group commit): a flush started while another runs waits
 // for it and then runs one more, covering everything committed meanwhile.
-import { closeSync, constants, fdatasync, fsyncSync, openSync } from "node:fs";
+//
+// The -wal file is written full of zeros up to WAL_PREALLOCATED_BYTES when it is opened (as
+// PostgreSQL zero-fills its WAL segments). SQLite appends frames until a checkpoint (at 1000
+// pages, about 4 MiB) and then writes them again from the start; without the zeros, each commit
+// until that first checkpoint grows the file, so each fdatasync also commits the file system's
+// journal (the new size and blocks), and waits for whatever else the journal holds (container
+// rootfs directories, bundles). Over written blocks, fdatasync writes the data and nothing more.
+// SQLite finds the end of the log by the salts and checksums of its frames, never by the file's
+// size, so zeros past the last frame are what it reads as the end.
+import {
+  closeSync,
+  constants,
+  fdatasync,
+  fdatasyncSync,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  writeSync,
+} from "node:fs";
 import { dirname } from "node:path";
 import type Database from "better-sqlite3";
+
+/** Past SQLite's automatic checkpoint (1000 pages of 4 KiB, plus frame headers). */
+export const WAL_PREALLOCATED_BYTES = 8 << 20;
+
+/** Writes zeros from the end of the file up to size bytes (nothing when it is that long already). */
+export function zeroFillTo(fd: number, size: number): void {
+  let offset = fstatSync(fd).size;
+  if (offset >= size) return;
+  const zeros = Buffer.alloc(Math.min(1 << 20, size - offset));
+  while (offset < size) offset += writeSync(fd, zeros, 0, Math.min(zeros.length, size - offset), offset);
+  fdatasyncSync(fd);
+}
 
 function fsyncDirSync(dir: string): void {
   const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
@@ -57,7 +87,8 @@ export class WalSync {
     // O_CREAT: an empty file is what SQLite would create itself; it keeps using this inode (it
     // rewrites the -wal file in place after checkpoints and deletes it only when the last
     // connection closes).
-    this.#fd = openSync(wal, constants.O_RDONLY | constants.O_CREAT, 0o644);
+    this.#fd = openSync(wal, constants.O_RDWR | constants.O_CREAT, 0o644);
+    zeroFillTo(this.#fd, WAL_PREALLOCATED_BYTES);
     fsyncDirSync(dirname(wal));
     this.#changes = db.prepare<[], number>("SELECT total_changes()").pluck();
     this.#durable = this.#changes.get() ?? 0;
