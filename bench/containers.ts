@@ -24,6 +24,7 @@ import {
   waitQuiet,
 } from "./container-tasks.js";
 import { createCpuGroup, type CpuGroup } from "./cpu-group.js";
+import { watchTaskStarts, type TaskStartWatch } from "./task-start-watch.js";
 import { envInt } from "./env-config.js";
 import type { Row } from "./report.js";
 import { errorText, interleavedRounds, mapOutcomes, type Outcome } from "./rounds.js";
@@ -102,12 +103,13 @@ export interface RunRmSummary {
 }
 
 export interface ConcurrentRound {
-  /** From launching the ctr processes until a `ctr tasks ls` showed every container RUNNING. */
+  /**
+   * From launching the ctr processes until the daemon's /tasks/start event for the last of them
+   * arrived (one `ctr events` subscriber, task-start-watch.ts; no polling).
+   */
   runningMs: number;
   /** From launching until the last `ctr run -d` exited. */
   allExitedMs: number;
-  /** `ctr tasks ls` polls it took (run back to back from the launch on). */
-  polls: number;
   /** CPU of the daemon and all it forked from the launch until quiet again (cleanup excluded). */
   cpuSeconds: number | null;
 }
@@ -340,6 +342,15 @@ async function runSection(opts: ContainerBenchOptions, cleanups: Cleanups): Prom
     `${config.concurrent} concurrent ctr run -d: ${config.concurrentWarmups} warm-up(s), then ` +
       `${config.concurrentRounds} rounds taking turns...`,
   );
+  // One subscriber per daemon for the whole series, connected before the first round launches.
+  const watches: Record<DaemonName, TaskStartWatch> = {
+    berthd: watchTaskStarts(daemons.berthd.address),
+    containerd: watchTaskStarts(daemons.containerd.address),
+  };
+  cleanups.add("stop the /tasks/start watchers", () =>
+    Promise.all(Object.values(watches).map((w) => w.close())),
+  );
+  await sleep(1000);
   let roundId = 0;
   const concurrentRounds = await interleavedRounds(
     ["berthd", "containerd"] as const,
@@ -350,7 +361,7 @@ async function runSection(opts: ContainerBenchOptions, cleanups: Cleanups): Prom
       const ids = Array.from({ length: config.concurrent }, (_, i) => `c${++roundId}-${i}`);
       try {
         const cpuBefore = await cpuNow(d);
-        const r = await concurrentRun(d, ns, ids, (id) =>
+        const r = await concurrentRun(d, watches[name], ns, ids, (id) =>
           runArgs(name, id, ["-d", IMAGE, id, "sleep", "1000"]),
         );
         await quiet(d);
@@ -361,7 +372,7 @@ async function runSection(opts: ContainerBenchOptions, cleanups: Cleanups): Prom
         };
         log(
           `  ${name} ${round < 0 ? "warm-up" : `round ${round + 1}`}: all RUNNING after ` +
-            `${result.runningMs.toFixed(0)} ms (${result.polls} polls), all ctr exited after ` +
+            `${result.runningMs.toFixed(0)} ms, all ctr exited after ` +
             `${result.allExitedMs.toFixed(0)} ms, CPU ${((result.cpuSeconds ?? NaN) * 1000).toFixed(0)} ms`,
         );
         return result;
@@ -371,6 +382,7 @@ async function runSection(opts: ContainerBenchOptions, cleanups: Cleanups): Prom
     },
     (name, _round, error) => log(`  ${name} concurrent run -d: failed: ${error}`),
   );
+  await Promise.all(Object.values(watches).map((w) => w.close()));
   const concurrent = mapOutcomes(
     concurrentRounds,
     (rounds): ConcurrentSummary => ({
@@ -483,11 +495,13 @@ async function tasksLs(d: Daemon, ns: string) {
 }
 
 /**
- * Launches one `ctr run -d` per id at once and polls `ctr tasks ls` back to back until every id is
- * RUNNING. Throws if a ctr fails.
+ * Launches one `ctr run -d` per id at once and waits for the daemon's /tasks/start event of every
+ * id (and every ctr to exit); then checks, untimed, that `ctr tasks ls` shows them RUNNING.
+ * Throws if a ctr fails.
  */
 async function concurrentRun(
   d: Daemon,
+  watch: TaskStartWatch,
   ns: string,
   ids: readonly string[],
   args: (id: string) => string[],
@@ -502,21 +516,20 @@ async function concurrentRun(
       if (r.code !== 0) failure ??= `ctr run -d ${id} exited ${r.code}: ${r.stderr.trim()}`;
     }),
   );
-  let polls = 0;
-  let runningMs: number | undefined;
-  while (runningMs === undefined) {
-    if (failure !== undefined) break;
-    if (performance.now() - start > 120_000) {
-      failure = `not all ${ids.length} RUNNING within 120 s`;
-      break;
-    }
-    const rows = await tasksLs(d, ns);
-    polls++;
-    if (notInStatus(rows, ids, "RUNNING").length === 0) runningMs = performance.now() - start;
-  }
+  const running = watch.allStarted(ns, ids, 120_000).then(
+    (at) => at - start,
+    (err: unknown) => {
+      failure ??= errorText(err);
+      return undefined;
+    },
+  );
   await runs;
+  const runningMs = failure === undefined ? await running : undefined;
   if (failure !== undefined || runningMs === undefined) throw new Error(failure ?? "not RUNNING");
-  return { runningMs, allExitedMs, polls };
+  // Not timed: what the events said, as `ctr tasks ls` sees it.
+  const notRunning = notInStatus(await tasksLs(d, ns), ids, "RUNNING");
+  if (notRunning.length > 0) throw new Error(`started but not RUNNING: ${notRunning.join(" ")}`);
+  return { runningMs, allExitedMs };
 }
 
 /** kill -9, wait until stopped, tasks rm, containers rm; tolerant of what was never created. */
