@@ -37,3 +37,82 @@ void test("events go out in order, after the caller's turn; flush waits for ever
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+async function withEventsServer(
+  forward: (topic: string) => Promise<void>,
+  fn: (socket: string) => Promise<void>,
+): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "berth-publisher-"));
+  const server = createTtrpcServer();
+  server.register(Events, {
+    async forward(req) {
+      await forward(`${req.envelope?.namespace} ${req.envelope?.topic}`);
+      return {};
+    },
+  });
+  const socket = join(dir, "events.sock");
+  await server.listen(socket);
+  try {
+    await fn(socket);
+  } finally {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+void test("queued events are written without waiting for each other's replies, in order", async () => {
+  const arrived: string[] = [];
+  let releaseAll!: () => void;
+  const allArrived = new Promise<void>((r) => (releaseAll = r));
+  // No reply before all ten requests are in: one event at a time would never get there.
+  await withEventsServer(
+    async (topic) => {
+      arrived.push(topic);
+      if (arrived.length === 10) releaseAll();
+      await Promise.race([
+        allArrived,
+        new Promise((_, reject) => setTimeout(() => reject(new Error("not pipelined")), 2000)),
+      ]);
+    },
+    async (socket) => {
+      const failures: string[] = [];
+      const publisher = createPublisher(socket, (msg) => failures.push(msg));
+      try {
+        for (let i = 0; i < 10; i++)
+          publisher.publish(`ns${i}`, "/tasks/start", TaskStartSchema, { containerId: `c${i}`, pid: i + 1 });
+        await publisher.flush();
+        assert.deepEqual(
+          arrived,
+          Array.from({ length: 10 }, (_, i) => `ns${i} /tasks/start`),
+        );
+        assert.deepEqual(failures, []);
+      } finally {
+        publisher.close();
+      }
+    },
+  );
+});
+
+void test("only the events the daemon refused are sent again", async () => {
+  const delivered: string[] = [];
+  let refusals = 0;
+  await withEventsServer(
+    async (topic) => {
+      if (topic === "b /tasks/start" && refusals++ === 0) throw new Error("not now");
+      delivered.push(topic);
+      await Promise.resolve();
+    },
+    async (socket) => {
+      const publisher = createPublisher(socket, () => undefined);
+      try {
+        for (const ns of ["a", "b", "c"])
+          publisher.publish(ns, "/tasks/start", TaskStartSchema, { containerId: ns, pid: 1 });
+        await publisher.flush();
+        assert.deepEqual(delivered, ["a /tasks/start", "c /tasks/start", "b /tasks/start"]);
+        assert.equal(refusals, 2);
+      } finally {
+        publisher.close();
+      }
+    },
+  );
+});

@@ -27,6 +27,8 @@ interface Queued {
 }
 
 const attempts = 5;
+/** Events written before their replies are awaited. */
+const maxInFlight = 64;
 
 export function createPublisher(address: string, log: (msg: string) => void): Publisher {
   let client: TtrpcClient | undefined;
@@ -40,35 +42,51 @@ export function createPublisher(address: string, log: (msg: string) => void): Pu
     return client;
   }
 
-  async function send(q: Queued): Promise<void> {
+  /**
+   * Sends a batch pipelined: every Forward is written at once, in order, and the daemon handles
+   * them in the order they arrive. One shim serves many containers, so waiting for each reply
+   * before the next request would queue one container's events behind another's round trips
+   * (containerd's shims, one per container, each wait for their own). What failed is sent again,
+   * in its order, after a pause; the rest is not sent twice.
+   */
+  async function sendBatch(batch: Queued[]): Promise<void> {
     for (let i = 1; ; i++) {
+      let failure: unknown;
       try {
-        const c = await connected();
-        await ttrpcService(c, Events).forward(
-          {
-            envelope: {
-              timestamp: timestampFromDate(q.timestamp),
-              namespace: q.namespace,
-              topic: q.topic,
-              event: q.event,
-            },
-          },
-          { metadata: { [ttrpcNamespaceKey]: q.namespace }, timeoutMs: 5000 },
+        const events = ttrpcService(await connected(), Events);
+        const results = await Promise.allSettled(
+          batch.map((q) =>
+            events.forward(
+              {
+                envelope: {
+                  timestamp: timestampFromDate(q.timestamp),
+                  namespace: q.namespace,
+                  topic: q.topic,
+                  event: q.event,
+                },
+              },
+              { metadata: { [ttrpcNamespaceKey]: q.namespace }, timeoutMs: 5000 },
+            ),
+          ),
         );
-        return;
+        const failed = results.flatMap((r, k) => (r.status === "rejected" ? [k] : []));
+        if (failed.length === 0) return;
+        failure = (results[failed[0] as number] as PromiseRejectedResult).reason;
+        batch = failed.map((k) => batch[k] as Queued);
       } catch (err) {
-        if (i >= attempts || closed) {
-          log(`dropping event ${q.topic}: ${(err as Error).message}`);
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 100 * 2 ** i));
+        failure = err; // not connected: the whole batch again
       }
+      if (i >= attempts || closed) {
+        for (const q of batch) log(`dropping event ${q.topic}: ${(failure as Error).message}`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100 * 2 ** i));
     }
   }
 
   function drain(): Promise<void> {
     draining ??= (async () => {
-      while (queue.length > 0) await send(queue.shift() as Queued);
+      while (queue.length > 0) await sendBatch(queue.splice(0, maxInFlight));
       draining = undefined;
     })();
     return draining;
