@@ -20,6 +20,7 @@ import { Version } from "../src/gen/containerd/services/version/v1/version_pb.js
 const CONFIG = {
   applyMiB: envInt(process.env, "BENCH_APPLY_MIB", 256),
   applyRounds: envInt(process.env, "BENCH_APPLY_ROUNDS", 5),
+  applyWarmups: envInt(process.env, "BENCH_APPLY_WARMUPS", 1, 0),
   /** File content of the small layer whose applies measure the fixed cost per call. */
   smallKiB: envInt(process.env, "BENCH_APPLY_SMALL_KIB", 64),
   smallRounds: envInt(process.env, "BENCH_APPLY_SMALL_ROUNDS", 20),
@@ -78,10 +79,14 @@ runSection(async (cleanups) => {
     targets.push({ name: "baseline", address: baseline.address, pid: baseline.pid });
   }
 
-  log(`Diff.Apply of the ${CONFIG.applyMiB} MiB gzip layer x${CONFIG.applyRounds}...`);
+  log(
+    `Diff.Apply of the ${CONFIG.applyMiB} MiB gzip layer: ${CONFIG.applyWarmups} warm-up(s), then ` +
+      `${CONFIG.applyRounds} rounds taking turns...`,
+  );
   const apply = await applyRounds(targets, layer, {
     namespace: CONFIG.namespace,
     rounds: CONFIG.applyRounds,
+    warmups: CONFIG.applyWarmups,
     log,
   });
   log(`Diff.Apply of the ${CONFIG.smallKiB} KiB gzip layer x${CONFIG.smallRounds}...`);

@@ -56,6 +56,7 @@ const CONFIG = {
   /** File content of the Diff.Apply layer (gzip -6, a realistic mix of file kinds). */
   applyMiB: envInt(process.env, "BENCH_APPLY_MIB", 256),
   applyRounds: envInt(process.env, "BENCH_APPLY_ROUNDS", 5),
+  applyWarmups: envInt(process.env, "BENCH_APPLY_WARMUPS", 1, 0),
   /** The issue's goal for Diff.Apply of gzip layers, uncompressed MB/s. */
   applyTargetMBps: 250,
 };
@@ -294,10 +295,14 @@ runSection(async (cleanups) => {
     log,
   });
 
-  log(`Diff.Apply of the ${CONFIG.applyMiB} MiB gzip layer x${CONFIG.applyRounds}...`);
+  log(
+    `Diff.Apply of the ${CONFIG.applyMiB} MiB gzip layer: ${CONFIG.applyWarmups} warm-up(s), then ` +
+      `${CONFIG.applyRounds} rounds taking turns...`,
+  );
   const apply = await applyRounds(targets, applyLayer, {
     namespace: `${CONFIG.namespace}-apply`,
     rounds: CONFIG.applyRounds,
+    warmups: CONFIG.applyWarmups,
     log,
   });
 
