@@ -169,3 +169,22 @@ void test("the -wal file is written ahead with zeros, and a crash keeps every sy
     }
   });
 });
+
+void test("an unregistered file is left to its writers: durable() does not sync it, flush() does", async () => {
+  await withDir(async (dir) => {
+    const db = openWal(join(dir, "x.db"));
+    const wal = new WalSync(db, { registered: false });
+    try {
+      db.prepare("INSERT INTO t VALUES (?, ?)").run("k", "v");
+      assert.equal(wal.pending, true);
+      assert.equal(durabilityPending(), false);
+      await durable();
+      assert.equal(wal.pending, true, "durable() is not this file's business");
+      await wal.flush();
+      assert.equal(wal.pending, false);
+    } finally {
+      wal.close();
+      db.close();
+    }
+  });
+});

@@ -18,6 +18,11 @@
 //   - Where one file's commit must be durable before another's (a snapshotter's metastore row
 //     before the metadata row that names it) or before files are removed (GC, snapshot removal),
 //     the code awaits the file's flush() at that point.
+//   - The snapshotters' metastores are not registered with durable(): every backend method that
+//     writes flushes its own commit before it returns, and clients reach backend state only
+//     through metadata rows committed after that. So a reply never waits for a metastore sync on
+//     another call's behalf (a Containers.Delete for the backend removal that the Snapshots.Remove
+//     before it started after its reply), and each reply checks one file, not three.
 // Concurrent callers share one fdatasync (group commit): a flush started while another runs waits
 // for it and then runs one more, covering everything committed meanwhile.
 //
@@ -79,9 +84,10 @@ export class WalSync {
 
   /**
    * Call after the database is in WAL mode and has been read (SQLite has created the -wal file).
-   * Registers the file with durable().
+   * Registers the file with durable() unless opts.registered is false: then every writer of the
+   * file must flush() it before anything that depends on its commit leaves the process.
    */
-  constructor(db: Database.Database) {
+  constructor(db: Database.Database, opts: { registered?: boolean } = {}) {
     this.#db = db;
     const wal = `${db.name}-wal`;
     // O_CREAT: an empty file is what SQLite would create itself; it keeps using this inode (it
@@ -92,7 +98,7 @@ export class WalSync {
     fsyncDirSync(dirname(wal));
     this.#changes = db.prepare<[], number>("SELECT total_changes()").pluck();
     this.#durable = this.#changes.get() ?? 0;
-    registry.add(this);
+    if (opts.registered !== false) registry.add(this);
   }
 
   /** True when some commit (or rolled-back write, which costs a needless sync) is not yet synced. */

@@ -97,7 +97,8 @@ export class MetaStore {
 
   private constructor(db: Database.Database) {
     this.#db = db;
-    this.#wal = new WalSync(db);
+    // Not awaited by every reply: each backend write flushes it itself (see wal-sync.ts).
+    this.#wal = new WalSync(db, { registered: false });
     const select = `SELECT s.id, s.key, p.key AS parent, s.parent_id, s.kind, s.labels, s.created_at,
         s.updated_at, s.inodes, s.size
       FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent_id`;
