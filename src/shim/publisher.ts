@@ -6,6 +6,7 @@ import { Events } from "../gen/containerd/services/events/ttrpc/v1/events_pb.js"
 import { connectTtrpc, ttrpcService, type TtrpcClient } from "../ttrpc/client.js";
 import { ttrpcNamespaceKey } from "../runtime/ttrpc-metadata.js";
 import { packEvent } from "../core/events/pack-event.js";
+import { BerthError } from "../errdefs/errors.js";
 
 export interface Publisher {
   publish<S extends DescMessage>(
@@ -77,7 +78,7 @@ export function createPublisher(address: string, log: (msg: string) => void): Pu
         failure = err; // not connected: the whole batch again
       }
       if (i >= attempts || closed) {
-        for (const q of batch) log(`dropping event ${q.topic}: ${(failure as Error).message}`);
+        for (const q of batch) log(`dropping event ${q.topic}: ${BerthError.from(failure).message}`);
         return;
       }
       await new Promise((r) => setTimeout(r, 100 * 2 ** i));
