@@ -324,8 +324,11 @@ void describe("ctr run -t, --log-uri and 20 concurrent runs on berthd", { timeou
       ]);
     });
 
-    void test(`${short}: 20 concurrent run -d all reach RUNNING and stop cleanly`, async () => {
+    void test(`${short}: 20 concurrent run -d all reach RUNNING and stop cleanly, each task's events once and in order`, async () => {
       const ids = Array.from({ length: 20 }, (_, i) => `many-${short}-${i}`);
+      // The shim serving them all sends their events pipelined: none may be lost, doubled or reordered.
+      const events = spawnCtr(berthd.address, ["events"], { namespace: ns });
+      await new Promise((r) => setTimeout(r, 300));
       await Promise.all(
         ids.map((id) =>
           ctr(["run", "-d", "--fifo-dir", fifo, "--runtime", runtime, IMAGE, id, "sleep", "1000"]),
@@ -345,6 +348,15 @@ void describe("ctr run -t, --log-uri and 20 concurrent runs on berthd", { timeou
       await Promise.all(ids.map((id) => ctr(["containers", "rm", id])));
       const after = await ctr(["tasks", "ls", "-q"]);
       for (const id of ids) assert.equal(after.includes(id), false);
+      for (const id of ids) await events.waitFor(`/tasks/delete {"container_id":"${id}"`, 20_000);
+      const topicsOf = new Map<string, string[]>(ids.map((id) => [id, []]));
+      for (const m of (await events.stop()).stdout.matchAll(/ (\/tasks\/[a-z-]+) (\{.*\})$/gm)) {
+        const { container_id: id } = JSON.parse(m[2] as string) as { container_id: string };
+        topicsOf.get(id)?.push(m[1] as string);
+      }
+      for (const [id, topics] of topicsOf) {
+        assert.deepEqual(topics, ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"], id);
+      }
     });
   }
 });
