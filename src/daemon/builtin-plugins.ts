@@ -82,7 +82,7 @@ const storage = ["io.containerd.metadata.v1", "io.containerd.gc.v1", "io.contain
 
 export function builtinPlugins(deps: BuiltinDeps): PluginRegistration[] {
   return [
-    ...snapshotPlugins(),
+    ...snapshotPlugins(deps),
     ...metadataPlugins(deps),
     ...runtimePlugins(deps),
     {

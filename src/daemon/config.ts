@@ -3,6 +3,17 @@
 import { readFileSync } from "node:fs";
 import { parse, stringify } from "smol-toml";
 
+/**
+ * The walking differ's settings: bounds on one layer apply (decompression bombs, inode floods),
+ * and unpack-ahead (layers unpacked when their blobs arrive, up to so many compressed bytes).
+ */
+export const differDefaults = {
+  max_layer_bytes: 64 * 2 ** 30,
+  max_layer_entries: 4_000_000,
+  unpack_ahead: true,
+  unpack_ahead_max_bytes: 2 ** 30,
+};
+
 export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "panic";
 
 export interface Config {
@@ -49,6 +60,7 @@ export function defaultConfig(): Config {
         startup_delay: "100ms",
       },
       "io.containerd.metadata.v1.sqlite": { content_sharing_policy: "shared" },
+      "io.containerd.differ.v1.walking": { ...differDefaults },
       "io.containerd.internal.v1.limits": { max_ingest_size: 0 },
     },
   };

@@ -28,6 +28,8 @@ export interface Metadata {
   backend: LocalContentStore;
   /** Set by the GC plugin: called after any write that may have left garbage. */
   onGarbage: () => void;
+  /** Set by the differ plugin: a blob was committed into a namespace that did not have it. */
+  onContentCommitted: (namespace: string, digest: string, size: number) => void;
   /** Waits for the snapshot removals still under way, then closes the DB. */
   close(): Promise<void>;
 }
@@ -73,6 +75,7 @@ export function metadataPlugins(deps: {
           db,
           backend,
           onGarbage: () => undefined,
+          onContentCommitted: () => undefined,
           namespaces: undefined as unknown as NamespaceStore,
           images: undefined as unknown as ImageStore,
           containers: undefined as unknown as ContainerStore,
@@ -94,6 +97,7 @@ export function metadataPlugins(deps: {
         md.content = createNamespacedContentStore(db, backend, {
           sharingPolicy: policy,
           onDelete: () => md.onGarbage(),
+          onCommitted: (ns, digest, size) => md.onContentCommitted(ns, digest, size),
         });
         md.snapshots = createNamespacedSnapshots(db, snapshotters, { lock: md.content.lock, onMutation });
         return md;

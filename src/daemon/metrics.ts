@@ -10,6 +10,8 @@ import { berthVersion, berthRevision } from "./version.js";
 export interface Metrics {
   readonly registry: Registry;
   readonly gcPauseSeconds: Histogram;
+  /** Layers unpacked ahead, by what became of them (staged, claimed, unused, failed, dropped). */
+  readonly unpackAheadLayers: Counter<"outcome">;
   observeGrpc(log: Logger): CallObserver;
   serve(address: string): Promise<Server>;
 }
@@ -47,9 +49,17 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
 
+  const unpackAheadLayers = new Counter({
+    name: "berthd_unpack_ahead_layers_total",
+    help: "Layers unpacked before Diff.Apply asked for them, by outcome: staged, then claimed by an apply, or unused (expired), failed or dropped.",
+    labelNames: ["outcome"],
+    registers: [registry],
+  });
+
   return {
     registry,
     gcPauseSeconds,
+    unpackAheadLayers,
     observeGrpc(log) {
       // The labelled children, by path and code: prom-client hashes a label object on every
       // inc/observe, which showed in profiles of busy daemons.

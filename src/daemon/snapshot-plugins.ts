@@ -11,12 +11,14 @@ import type { Snapshotter } from "../core/snapshots/snapshotter.js";
 import { createWorkerPool } from "../core/diff/worker-pool.js";
 import { releaseFreeMemory } from "../sys/malloc.js";
 import { createWalkingDiffer, type Differ } from "../core/diff/walking-differ.js";
+import { createUnpackAhead, type UnpackAhead } from "../core/diff/unpack-ahead.js";
+import type { Logger } from "./logger.js";
+import { differDefaults } from "./config.js";
+import type { Metrics } from "./metrics.js";
+import { dirname, join } from "node:path";
 import { registerService } from "../services/grpc-adapter.js";
 import { Snapshots, snapshotsService } from "../services/snapshots-service.js";
 import { Diff, diffService } from "../services/diff-service.js";
-
-/** Bounds on one layer apply (decompression bombs, inode floods); configurable on the differ. */
-export const defaultLimits = { maxLayerBytes: 64 * 2 ** 30, maxLayerEntries: 4_000_000 };
 
 const workerScript = new URL(
   `../core/diff/diff-worker${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`,
@@ -30,7 +32,13 @@ function positiveInteger(v: unknown, fallback: number, what: string): number {
   return v;
 }
 
-export function snapshotPlugins(): PluginRegistration[] {
+function booleanSetting(v: unknown, fallback: boolean, what: string): boolean {
+  if (v === undefined) return fallback;
+  if (typeof v !== "boolean") throw new Error(`${what} must be true or false, not ${JSON.stringify(v)}`);
+  return v;
+}
+
+export function snapshotPlugins(deps: { log: Logger; metrics: Metrics }): PluginRegistration[] {
   return [
     {
       type: "io.containerd.snapshotter.v1",
@@ -62,23 +70,58 @@ export function snapshotPlugins(): PluginRegistration[] {
           // Applies leave glibc holding what their threads freed (worker isolates, zlib, rings).
           onAllRetired: () => void releaseFreeMemory(),
         });
-        const differ = createWalkingDiffer({
-          contentFor: (ctx) => md.content.forContext(ctx),
-          blobPath: (d) => md.backend.blobPath(d),
-          workDir: ic.state,
-          pool,
+        const limits = {
           maxLayerBytes: positiveInteger(
             ic.config.max_layer_bytes,
-            defaultLimits.maxLayerBytes,
+            differDefaults.max_layer_bytes,
             "max_layer_bytes",
           ),
           maxLayerEntries: positiveInteger(
             ic.config.max_layer_entries,
-            defaultLimits.maxLayerEntries,
+            differDefaults.max_layer_entries,
             "max_layer_entries",
           ),
+        };
+        const blobPath = (d: string): string => md.backend.blobPath(d);
+        let unpackAhead: UnpackAhead | undefined;
+        const overlay = ic.getAll<Snapshotter>("io.containerd.snapshotter.v1").has("overlayfs");
+        // Staged trees are only ever claimed by overlayfs snapshots.
+        if (booleanSetting(ic.config.unpack_ahead, differDefaults.unpack_ahead, "unpack_ahead") && overlay) {
+          const ahead = createUnpackAhead({
+            dir: join(ic.root, "unpack-ahead"),
+            // The overlayfs snapshotter's: plugin roots are <daemon root>/<type>.<id>.
+            snapshotDirs: [join(dirname(ic.root), "io.containerd.snapshotter.v1.overlayfs", "snapshots")],
+            pool,
+            blobPath,
+            has: (ns, digest) => md.content.has(ns, digest),
+            ...limits,
+            maxBytes: positiveInteger(
+              ic.config.unpack_ahead_max_bytes,
+              differDefaults.unpack_ahead_max_bytes,
+              "unpack_ahead_max_bytes",
+            ),
+            onOutcome: (outcome) => deps.metrics.unpackAheadLayers.inc({ outcome }),
+            onError: (err, what) => deps.log.warn({ err }, `unpack-ahead: ${what}`),
+          });
+          md.onContentCommitted = (ns, digest, size) => ahead.committed(ns, digest, size);
+          unpackAhead = ahead;
+        }
+        const differ = createWalkingDiffer({
+          contentFor: (ctx) => md.content.forContext(ctx),
+          blobPath,
+          workDir: ic.state,
+          pool,
+          ...limits,
+          ...(unpackAhead !== undefined ? { unpackAhead } : {}),
         });
-        return { ...differ, close: () => pool.close() };
+        return {
+          ...differ,
+          close: async () => {
+            md.onContentCommitted = () => undefined;
+            await unpackAhead?.close();
+            await pool.close();
+          },
+        };
       },
     },
     {

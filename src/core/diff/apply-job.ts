@@ -7,7 +7,7 @@ import { gunzipSync } from "node:zlib";
 import { HashTap, pipelineAll } from "./hash-tap.js";
 
 import { dataLoss, invalidArgument } from "../../errdefs/errors.js";
-import { applyTar } from "./apply-tar.js";
+import { applyTar, type ApplyTarResult, type ImpliedDirs } from "./apply-tar.js";
 import { RingFailed } from "./byte-ring.js";
 import { decompressStream, detectCompression, type Compression } from "./decompress.js";
 import { decodeLayer } from "./layer-decoder.js";
@@ -41,6 +41,8 @@ export interface ApplyJob {
    * SMALL_BLOB, "decoder" from DECODER_MIN_SIZE on, "stream" in between.
    */
   reader?: "decoder" | "stream" | "whole";
+  /** Report the implied directories (ApplyResult.implied), for unpack-ahead. */
+  trackImplied?: boolean;
 }
 
 /** Blobs this large or larger are decoded in the decoder thread unless the job says otherwise. */
@@ -53,6 +55,8 @@ export interface ApplyResult {
   tarSize: number;
   entries: number;
   bytes: number;
+  /** With trackImplied. */
+  implied?: ImpliedDirs;
 }
 
 /** Bytes per read of the blob file. */
@@ -141,7 +145,7 @@ function readUpTo(path: string, max: number): Buffer {
 async function applyDecoded(job: ApplyJob, root: string): Promise<ApplyResult> {
   const layer = decodeLayer(job.blobPath, job.compression);
   const tar = layer.tar;
-  let applied: { entries: number; bytes: number };
+  let applied: ApplyTarResult;
   try {
     applied = await applyTar({ [Symbol.asyncIterator]: () => tar }, root, tarOptions(job));
     // As below: trailing data is read, so that both digests cover the whole stream.
@@ -171,6 +175,7 @@ function tarOptions(job: ApplyJob): Parameters<typeof applyTar>[2] {
     parents: job.parents,
     maxBytes: job.maxBytes,
     maxEntries: job.maxEntries,
+    ...(job.trackImplied === true ? { trackImplied: true } : {}),
   };
 }
 
@@ -180,7 +185,7 @@ function verify(
   size: number,
   diffId: string,
   tarSize: number,
-  applied: { entries: number; bytes: number } | undefined,
+  applied: ApplyTarResult | undefined,
 ): ApplyResult {
   if (size !== job.size)
     throw invalidArgument(`layer ${job.digest}: size ${size} does not match descriptor size ${job.size}`);
@@ -189,7 +194,9 @@ function verify(
   if (job.expectedDiffId !== undefined && job.expectedDiffId !== diffId)
     throw dataLoss(`layer ${job.digest}: uncompressed digest ${diffId} does not match ${job.expectedDiffId}`);
   if (applied === undefined) throw invalidArgument(`layer ${job.digest}: no tar stream`);
-  return { diffId, tarSize, entries: applied.entries, bytes: applied.bytes };
+  const r: ApplyResult = { diffId, tarSize, entries: applied.entries, bytes: applied.bytes };
+  if (applied.implied !== undefined) r.implied = applied.implied;
+  return r;
 }
 
 /** Everything in this thread: zlib on the libuv threadpool, hashing and applying here. */
@@ -205,7 +212,7 @@ async function applyInThread(job: ApplyJob, root: string): Promise<ApplyResult> 
   const uncompressed = createHash("sha256");
   let tarSize = 0;
 
-  let applied: { entries: number; bytes: number } | undefined;
+  let applied: ApplyTarResult | undefined;
   const sink = async (input: AsyncIterable<Buffer>): Promise<void> => {
     const raw = input[Symbol.asyncIterator]();
     const iterator: AsyncIterator<Buffer> = {

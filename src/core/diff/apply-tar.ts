@@ -42,6 +42,7 @@ import {
   symlinkat,
   unlinkatRaw,
   utimensat,
+  UTIME_OMIT,
   type RawName,
   type TimeSpec,
 } from "../../sys/fs-at.js";
@@ -63,6 +64,20 @@ export interface ApplyTarOptions {
   signal?: AbortSignal;
   /** Entries or xattrs skipped as containerd skips them (trusted.* xattrs, ENOTSUP). */
   onWarning?: (message: string) => void;
+  /** Record the implied directories (see ApplyTarResult.implied); for unpack-ahead. */
+  trackImplied?: boolean;
+}
+
+/**
+ * The directories an apply created only because entries needed them as parents (containerd's
+ * mkparent) and that no entry of the layer named itself: with parent layers, these take their
+ * owner, mode, times and xattrs from the first parent holding the same path. Paths are relative to
+ * the root. exact is false when the list cannot be trusted to name them (a parent resolved through
+ * a symlink, or too many of them): an unpack-ahead result is then not used.
+ */
+export interface ImpliedDirs {
+  paths: string[];
+  exact: boolean;
 }
 
 export interface ApplyTarResult {
@@ -70,6 +85,8 @@ export interface ApplyTarResult {
   entries: number;
   /** Bytes of entry data, as containerd's Apply reports its size. */
   bytes: number;
+  /** With trackImplied. */
+  implied?: ImpliedDirs;
 }
 
 const WHITEOUT = ".wh.";
@@ -83,6 +100,8 @@ const DIRECT_WRITE = 64 * 1024;
 const STAGING = 1 << 20;
 const MAX_CACHED_DIRS = 128;
 const MAX_SYMLINKS = 40;
+/** Implied directories tracked at most (beyond, the list is not exact). */
+const MAX_IMPLIED = 4096;
 /** Go's time.Unix(0, 1<<63-1): later times are bounded to the epoch, as containerd does. */
 const MAX_TIME_SEC = 9223372036;
 const MAX_TIME_NSEC = 854775807;
@@ -116,7 +135,8 @@ export async function applyTar(
       );
     }
     applier.finish();
-    return { entries: applier.entries, bytes: applier.bytes };
+    const implied = applier.impliedDirs();
+    return { entries: applier.entries, bytes: applier.bytes, ...(implied ? { implied } : {}) };
   } catch (err) {
     if (input instanceof Readable) input.destroy();
     throw err;
@@ -230,6 +250,83 @@ function resourceExhausted(message: string): BerthError {
   return new BerthError("resource-exhausted", message);
 }
 
+/**
+ * Opens rel in the first of parentFds holding it as a directory and passes the fd to use. Nothing
+ * happens when no parent has it, or when the nearest parent holding the name has a non-directory.
+ */
+function withParentDir(parentFds: readonly number[], rel: string, use: (lfd: number) => void): void {
+  for (const pfd of parentFds) {
+    let lfd: number;
+    try {
+      lfd = openInRoot(pfd, rel, O.RDONLY | O.DIRECTORY);
+    } catch (err) {
+      if (hasCode(err, "ENOENT")) continue;
+      if (hasCode(err, "ENOTDIR")) return; // replaced by a non-directory: keep the defaults
+      throw err;
+    }
+    try {
+      use(lfd);
+    } finally {
+      close(lfd);
+    }
+    return;
+  }
+}
+
+/**
+ * containerd's copyDirInfo + copyUpXAttrs: the directory fd (at rel in the layer) takes owner,
+ * mode, times and xattrs (but trusted.*) from the first of parentFds holding rel. keepMtime leaves
+ * fd's modification time as it is (unpack-ahead: what the files created in it since have made it).
+ */
+export function copyParentDirInfo(
+  parentFds: readonly number[],
+  rel: string,
+  fd: number,
+  keepMtime: boolean,
+): void {
+  withParentDir(parentFds, rel, (lfd) => {
+    const st = fstatSync(lfd, { bigint: true });
+    fchownSync(fd, Number(st.uid), Number(st.gid));
+    fchmodSync(fd, Number(st.mode) & 0o7777);
+    futimens(
+      fd,
+      { sec: st.atimeNs / 1_000_000_000n, nsec: Number(st.atimeNs % 1_000_000_000n) },
+      keepMtime
+        ? { sec: 0, nsec: UTIME_OMIT }
+        : { sec: st.mtimeNs / 1_000_000_000n, nsec: Number(st.mtimeNs % 1_000_000_000n) },
+    );
+    let keys: string[] = [];
+    try {
+      keys = flistxattr(lfd);
+    } catch (err) {
+      if (errnoOf(err) !== ENOTSUP && errnoOf(err) !== ENODATA) throw err;
+    }
+    for (const key of keys) {
+      if (key.startsWith("trusted.")) continue;
+      try {
+        fsetxattr(fd, key, fgetxattr(lfd, key), XATTR_CREATE);
+      } catch (err) {
+        const e = errnoOf(err);
+        if (e !== ENOTSUP && e !== ENODATA && !hasCode(err, "EEXIST")) throw err;
+      }
+    }
+  });
+}
+
+/**
+ * Whether the parent directory copyParentDirInfo would copy rel's attributes from shapes what is
+ * created inside it (a set-group-ID bit, a default ACL): files an apply made in the implied
+ * directory after copying would then differ from files made in it before copying.
+ */
+export function parentDirShapesChildren(parentFds: readonly number[], rel: string): boolean {
+  let shapes = false;
+  withParentDir(parentFds, rel, (lfd) => {
+    const mode = Number(fstatSync(lfd).mode);
+    shapes = (mode & 0o2000) !== 0 || fhasxattr(lfd, "system.posix_acl_default");
+  });
+  return shapes;
+}
+
 class Applier implements TarSink {
   entries = 0;
   bytes = 0;
@@ -247,6 +344,11 @@ class Applier implements TarSink {
   private pinned: Dir | null = null;
   private readonly maxEntries: number;
   private readonly maxBytes: number;
+  /** With trackImplied: implied directories (paths in the root), in creation order. */
+  private readonly implied: Set<string> | null;
+  private impliedExact = true;
+  /** The path (in the root) of the entry being applied. */
+  private entryPath = "";
 
   constructor(
     root: string,
@@ -255,6 +357,7 @@ class Applier implements TarSink {
     this.maxEntries = opts.maxEntries ?? Number.POSITIVE_INFINITY;
     this.maxBytes = opts.maxBytes ?? Number.POSITIVE_INFINITY;
     this.unpacked = opts.whiteouts === "delete" ? new Set() : null;
+    this.implied = opts.trackImplied === true ? new Set() : null;
     this.rootfd = openat(AT.FDCWD, root, O.RDONLY | O.DIRECTORY);
     try {
       for (const p of opts.parents ?? []) this.parentFds.push(openat(AT.FDCWD, p, O.PATH | O.DIRECTORY));
@@ -341,6 +444,7 @@ class Applier implements TarSink {
     if (comps.length === 0) return;
     const base = comps[comps.length - 1]!;
     const parent = comps.slice(0, -1);
+    this.entryPath = comps.join("/");
 
     if (base.startsWith(WHITEOUT)) {
       if (base !== WHITEOUT_OPAQUE && base.startsWith(WHITEOUT_META)) {
@@ -352,9 +456,16 @@ class Applier implements TarSink {
         throw invalidArgument(`invalid whiteout name: ${base}: invalid archive`);
       const dir = this.parentDir(parent);
       if (base === WHITEOUT_OPAQUE) this.opaque(dir);
-      else this.whiteout(dir, original, h);
+      else {
+        this.entryPath = [...parent, original].join("/");
+        // Deleted, or hidden under a whiteout device: no longer an implied directory either way.
+        this.forgetImplied();
+        this.whiteout(dir, original, h);
+      }
       return;
     }
+    // A directory the layer names itself is not implied, even when an earlier entry made it.
+    if (h.type === "dir") this.implied?.delete(this.entryPath);
 
     if (h.uid < 0 || h.uid > 0xfffffffe || h.gid < 0 || h.gid > 0xfffffffe)
       throw invalidArgument(`uid/gid ${h.uid}/${h.gid} out of range`);
@@ -403,6 +514,7 @@ class Applier implements TarSink {
     } catch (err) {
       if (!hasCode(err, "EEXIST")) throw err;
     }
+    this.forgetImplied();
     this.removeAll(dir, base);
     return make();
   }
@@ -678,6 +790,8 @@ class Applier implements TarSink {
           close(dfd);
         }
         if (++links > MAX_SYMLINKS) throw new SysError(40 /* ELOOP */, "resolve", comps.join("/"));
+        // Entry paths no longer name what they reach: implied paths cannot be matched to them.
+        this.impliedExact = false;
         if (target.startsWith("/")) resolved.length = 0;
         for (const part of cleanLexically(target).reverse()) pending.push(part);
         continue;
@@ -712,7 +826,9 @@ class Applier implements TarSink {
         const nfd = openat(dfd, c, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
         try {
           fchmodSync(nfd, 0o755);
-          this.copyParentInfo(resolved.slice(0, i + 1).join("/"), nfd);
+          const rel = resolved.slice(0, i + 1).join("/");
+          this.copyParentInfo(rel, nfd);
+          this.noteImplied(rel);
         } finally {
           close(nfd);
         }
@@ -722,46 +838,32 @@ class Applier implements TarSink {
     }
   }
 
+  // ---- implied directories (trackImplied) ----
+
+  private noteImplied(rel: string): void {
+    if (this.implied === null) return;
+    if (this.implied.size >= MAX_IMPLIED) this.impliedExact = false;
+    else this.implied.add(rel);
+  }
+
+  /** The entry at entryPath replaces or deletes what was there: implied directories in it go. */
+  private forgetImplied(): void {
+    const implied = this.implied;
+    if (implied === null || implied.size === 0) return;
+    const path = this.entryPath;
+    implied.delete(path);
+    const prefix = `${path}/`;
+    for (const p of implied) if (p.startsWith(prefix)) implied.delete(p);
+  }
+
+  impliedDirs(): ImpliedDirs | undefined {
+    if (this.implied === null) return undefined;
+    return { paths: [...this.implied], exact: this.impliedExact };
+  }
+
   /** containerd's copyDirInfo + copyUpXAttrs from the first parent layer holding rel. */
   private copyParentInfo(rel: string, fd: number): void {
-    for (const pfd of this.parentFds) {
-      let lfd: number;
-      try {
-        lfd = openInRoot(pfd, rel, O.RDONLY | O.DIRECTORY);
-      } catch (err) {
-        if (hasCode(err, "ENOENT")) continue;
-        if (hasCode(err, "ENOTDIR")) return; // replaced by a non-directory: keep the defaults
-        throw err;
-      }
-      try {
-        const st = fstatSync(lfd, { bigint: true });
-        fchownSync(fd, Number(st.uid), Number(st.gid));
-        fchmodSync(fd, Number(st.mode) & 0o7777);
-        futimens(
-          fd,
-          { sec: st.atimeNs / 1_000_000_000n, nsec: Number(st.atimeNs % 1_000_000_000n) },
-          { sec: st.mtimeNs / 1_000_000_000n, nsec: Number(st.mtimeNs % 1_000_000_000n) },
-        );
-        let keys: string[] = [];
-        try {
-          keys = flistxattr(lfd);
-        } catch (err) {
-          if (errnoOf(err) !== ENOTSUP && errnoOf(err) !== ENODATA) throw err;
-        }
-        for (const key of keys) {
-          if (key.startsWith("trusted.")) continue;
-          try {
-            fsetxattr(fd, key, fgetxattr(lfd, key), XATTR_CREATE);
-          } catch (err) {
-            const e = errnoOf(err);
-            if (e !== ENOTSUP && e !== ENODATA && !hasCode(err, "EEXIST")) throw err;
-          }
-        }
-      } finally {
-        close(lfd);
-      }
-      return;
-    }
+    copyParentDirInfo(this.parentFds, rel, fd, false);
   }
 
   /** Drops cached directory fds (after a removal, a cached path may name something else). */

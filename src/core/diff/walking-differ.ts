@@ -13,6 +13,7 @@ import type { WorkerPool } from "./worker-pool.js";
 import type { ApplyJob, ApplyResult } from "./apply-job.js";
 import type { DiffJob, DiffResult } from "./diff-job.js";
 import { layerCompression } from "./decompress.js";
+import type { UnpackAhead } from "./unpack-ahead.js";
 
 export interface LayerDescriptor {
   mediaType: string;
@@ -37,6 +38,8 @@ export interface DifferOptions {
   pool: WorkerPool;
   maxLayerBytes: number;
   maxLayerEntries: number;
+  /** Layers unpacked before they are asked for (unpack-ahead.ts); an Apply takes them when it can. */
+  unpackAhead?: UnpackAhead;
 }
 
 export interface CompareOptions {
@@ -122,7 +125,9 @@ export function createWalkingDiffer(opts: DifferOptions): Differ {
         job.mounts = mounts;
         job.tempParent = tempParent;
       }
-      const r = await opts.pool.run<ApplyResult>("apply", job, ctx.signal);
+      const r =
+        (await opts.unpackAhead?.claim(job, ctx.signal)) ??
+        (await opts.pool.run<ApplyResult>("apply", job, ctx.signal));
       return { mediaType: mediaTypes.layer, digest: r.diffId, size: r.tarSize };
     },
 

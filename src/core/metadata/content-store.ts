@@ -36,6 +36,8 @@ export interface NamespacedContentStoreOptions {
   now?: () => number;
   /** Called after a content row is deleted, so the GC scheduler can collect the blob soon. */
   onDelete?: () => void;
+  /** Called after a blob is committed into a namespace that did not have it (unpack-ahead). */
+  onCommitted?: (namespace: string, digest: string, size: number) => void;
   /** Shared with collectGarbage (deps.lock); a private one is made when absent. */
   lock?: CollectionLock;
 }
@@ -43,6 +45,8 @@ export interface NamespacedContentStoreOptions {
 export interface NamespacedContentStore {
   /** The store as seen from ctx.namespace; resources created under ctx.lease join that lease. */
   forContext(ctx: RequestContext): Store;
+  /** Whether namespace holds the blob (a committed row). */
+  has(namespace: string, digest: string): boolean;
   /** The lock to hand to collectGarbage. */
   readonly lock: CollectionLock;
 }
@@ -358,7 +362,7 @@ export function createNamespacedContentStore(
     labels: Record<string, string>,
   ) {
     const ns = ctx.namespace;
-    return db.transaction(() => {
+    const existed = db.transaction(() => {
       q.ingestDelete.run(ns, ref);
       const existed = getContent(ns, digest) !== undefined;
       if (!existed) {
@@ -369,9 +373,13 @@ export function createNamespacedContentStore(
       addLeaseResource(db, ctx, "content", digest);
       return existed;
     })();
+    if (!existed) opts.onCommitted?.(ns, digest, size);
+    return existed;
   }
 
-  return { forContext, lock };
+  const has = (namespace: string, digest: string): boolean => getContent(namespace, digest) !== undefined;
+
+  return { forContext, has, lock };
 }
 
 interface NamespacedWriterInit {
