@@ -54,8 +54,9 @@ const proc = (pid: number, rssMiB: number, pssMiB: number): ProcessMemory => ({
 });
 
 function result(): ContainerBenchResult {
-  const rm = (ms: number[], cpu: number | null): RunRmSummary => ({
+  const rm = (ms: number[], cpu: number | null, warmups: number[] = []): RunRmSummary => ({
     wallMs: summarize(ms),
+    warmupWallMs: warmups.length > 0 ? summarize(warmups) : null,
     medianCpuSeconds: cpu,
     medianQuietAfterMs: 200,
     samples: [],
@@ -97,8 +98,8 @@ function result(): ContainerBenchResult {
       containerd: { ok: true, value: idle(proc(2, 40, 38), []) },
     },
     runRm: {
-      berthd: { ok: true, value: rm([70, 80, 90], null) },
-      containerd: { ok: true, value: rm([100, 100, 120], 0.07) },
+      berthd: { ok: true, value: rm([70, 80, 90], null, [95, 85, 90]) },
+      containerd: { ok: true, value: rm([100, 100, 120], 0.07, [110, 100, 105]) },
       "berthd-runc": { ok: false, error: "boom" },
     },
     concurrent: {
@@ -146,6 +147,9 @@ void test("rows: values in ms and MiB, the goals on the main rows, n/a with a re
   assert.equal(cpu?.berthd, null);
   assert.equal(cpu?.berthdError, "no cgroup for CPU accounting");
   assert.equal(cpu?.containerd, 70);
+  const cold = rows.find((r) => r.metric.includes("warm-ups before"));
+  assert.deepEqual([cold?.berthd, cold?.containerd], [90, 105]);
+  assert.equal(cold?.target, undefined);
   const goRm = rows.find((r) => r.metric.includes("Go shim") && r.metric.endsWith("median"));
   assert.equal(goRm?.berthdError, "boom");
   const idle = byMetric.get("  idle daemon + spare shim PSS");

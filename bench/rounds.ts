@@ -62,12 +62,12 @@ export async function interleavedRounds<N extends string, T>(
 /** Applies f to the value of each successful outcome. */
 export function mapOutcomes<N extends string, T, U>(
   outcomes: Record<N, Outcome<T>>,
-  f: (value: T) => U,
+  f: (value: T, name: N) => U,
 ): Record<N, Outcome<U>> {
   const out = {} as Record<N, Outcome<U>>;
   for (const name of Object.keys(outcomes) as N[]) {
     const o = outcomes[name];
-    out[name] = o.ok ? { ok: true, value: f(o.value) } : { ok: false, error: o.error };
+    out[name] = o.ok ? { ok: true, value: f(o.value, name) } : { ok: false, error: o.error };
   }
   return out;
 }
