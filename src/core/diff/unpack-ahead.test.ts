@@ -6,7 +6,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -53,18 +62,22 @@ interface Fixture {
 async function withFixture(
   t: { after: (fn: () => Promise<void> | void) => void },
   fn: (f: Fixture) => Promise<void>,
+  opts: { snapshotsThroughSymlink?: boolean } = {},
 ): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "berth-unpack-ahead-"));
   const blobs = join(dir, "blobs");
   const snapshots = join(dir, "snapshots");
   mkdirSync(blobs);
   mkdirSync(snapshots, { mode: 0o700 });
+  // A daemon root reached through a symlink names its snapshots dir through it too.
+  const named = opts.snapshotsThroughSymlink === true ? join(dir, "link") : snapshots;
+  if (named !== snapshots) symlinkSync(snapshots, named);
   const pool = createWorkerPool({ script: WORKER, size: 2 });
   const outcomes: UnpackAheadOutcome[] = [];
   const held = new Set<string>();
   const ahead = createUnpackAhead({
     dir: join(dir, "staging"),
-    snapshotDirs: [snapshots],
+    snapshotDirs: [named],
     pool,
     blobPath: (d) => join(blobs, d.slice("sha256:".length)),
     has: (ns, d) => held.has(`${ns} ${d}`),
@@ -272,6 +285,22 @@ void test("targets other than an empty, xattr-free `<snapshots>/<id>/fs` are not
     assert.ok(await f.ahead.claim(job(f, l, good, "delete")));
     assert.deepEqual(readdirSync(good), ["a"]);
   });
+});
+
+void test("a daemon root behind a symlink: the snapshot dirs are matched by their real paths", async (t) => {
+  await withFixture(
+    t,
+    async (f) => {
+      const l = f.put(layer([{ name: "a/b", content: "b" }]));
+      f.commit("ns", f.put(manifest([l])));
+      f.commit("ns", l);
+      await settled(f, 1);
+      const target = f.snapshot(1);
+      assert.ok(await f.ahead.claim(job(f, l, join(f.dir, "link", "1", "fs"), "delete")));
+      assert.deepEqual(readdirSync(target), ["a"]);
+    },
+    { snapshotsThroughSymlink: true },
+  );
 });
 
 void test("a parent directory that would shape what is created in an implied one (set-group-ID) makes the apply do its own work", async (t) => {

@@ -312,10 +312,10 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
       // The layer is bad or the disk is: the Apply that comes for it finds out the usual way.
       staged.delete(s.key);
       bytes -= s.size;
-      opts.onOutcome?.("failed");
       await rm(s.root, { recursive: true, force: true }).catch((e: unknown) =>
         opts.onError?.(e, `removing the staged tree of ${s.digest}`),
       );
+      opts.onOutcome?.("failed");
       if (!s.abort.signal.aborted) opts.onError?.(err, `staging ${s.digest}`);
     }
   }
@@ -444,7 +444,13 @@ export function claimTarget(
     return undefined;
   }
   const inside = snapshotDirs.some((dir) => {
-    const parts = relative(dir, path).split(sep);
+    let real: string;
+    try {
+      real = realpathSync(dir); // the daemon's root may sit behind a symlink
+    } catch {
+      return false;
+    }
+    const parts = relative(real, path).split(sep);
     return parts.length === 2 && /^[0-9]+$/.test(parts[0]!) && parts[1] === "fs";
   });
   if (!inside) return undefined;
