@@ -87,24 +87,31 @@ export function snapshotPlugins(deps: { log: Logger; metrics: Metrics }): Plugin
         const overlay = ic.getAll<Snapshotter>("io.containerd.snapshotter.v1").has("overlayfs");
         // Staged trees are only ever claimed by overlayfs snapshots.
         if (booleanSetting(ic.config.unpack_ahead, differDefaults.unpack_ahead, "unpack_ahead") && overlay) {
-          const ahead = createUnpackAhead({
-            dir: join(ic.root, "unpack-ahead"),
-            // The overlayfs snapshotter's: plugin roots are <daemon root>/<type>.<id>.
-            snapshotDirs: [join(dirname(ic.root), "io.containerd.snapshotter.v1.overlayfs", "snapshots")],
-            pool,
-            blobPath,
-            has: (ns, digest) => md.content.has(ns, digest),
-            ...limits,
-            maxBytes: positiveInteger(
-              ic.config.unpack_ahead_max_bytes,
-              differDefaults.unpack_ahead_max_bytes,
-              "unpack_ahead_max_bytes",
-            ),
-            onOutcome: (outcome) => deps.metrics.unpackAheadLayers.inc({ outcome }),
-            onError: (err, what) => deps.log.warn({ err }, `unpack-ahead: ${what}`),
-          });
-          md.onContentCommitted = (ns, digest, size) => ahead.committed(ns, digest, size);
-          unpackAhead = ahead;
+          // Bad settings fail the plugin, as any; staging that cannot work leaves the differ without it.
+          const maxBytes = positiveInteger(
+            ic.config.unpack_ahead_max_bytes,
+            differDefaults.unpack_ahead_max_bytes,
+            "unpack_ahead_max_bytes",
+          );
+          try {
+            unpackAhead = createUnpackAhead({
+              dir: join(ic.root, "unpack-ahead"),
+              // The overlayfs snapshotter's: plugin roots are <daemon root>/<type>.<id>.
+              snapshotDirs: [join(dirname(ic.root), "io.containerd.snapshotter.v1.overlayfs", "snapshots")],
+              pool,
+              blobPath,
+              has: (ns, digest) => md.content.has(ns, digest),
+              ...limits,
+              maxBytes,
+              onOutcome: (outcome) => deps.metrics.unpackAheadLayers.inc({ outcome }),
+              onError: (err, what) => deps.log.warn({ err }, `unpack-ahead: ${what}`),
+            });
+          } catch (err) {
+            deps.log.warn({ err }, "unpack-ahead: cannot stage layers, it is off");
+          }
+          const ahead = unpackAhead;
+          if (ahead !== undefined)
+            md.onContentCommitted = (ns, digest, size) => ahead.committed(ns, digest, size);
         }
         const differ = createWalkingDiffer({
           contentFor: (ctx) => md.content.forContext(ctx),

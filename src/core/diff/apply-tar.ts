@@ -69,14 +69,17 @@ export interface ApplyTarOptions {
 }
 
 /**
- * The directories an apply created only because entries needed them as parents (containerd's
- * mkparent) and that no entry of the layer named itself: with parent layers, these take their
- * owner, mode, times and xattrs from the first parent holding the same path. Paths are relative to
- * the root. exact is false when the list cannot be trusted to name them (a parent resolved through
- * a symlink, or too many of them): an unpack-ahead result is then not used.
+ * The directories an apply created because entries needed them as parents (containerd's mkparent):
+ * with parent layers, these take their owner, mode, times and xattrs from the first parent holding
+ * the same path. Paths are relative to the root. exact is false when the lists cannot be trusted
+ * (a parent resolved through a symlink, or too many of them): an unpack-ahead result is then only
+ * used where there are no parent layers.
  */
 export interface ImpliedDirs {
-  paths: string[];
+  /** Named by no entry of the layer, in the order they were made. */
+  dirs: { path: string; /** Had entries made or removed in it after it was made. */ touched: boolean }[];
+  /** Made as parents, then named by a directory entry of the layer (which set their attributes). */
+  named: string[];
   exact: boolean;
 }
 
@@ -100,8 +103,8 @@ const DIRECT_WRITE = 64 * 1024;
 const STAGING = 1 << 20;
 const MAX_CACHED_DIRS = 128;
 const MAX_SYMLINKS = 40;
-/** Implied directories tracked at most (beyond, the list is not exact). */
-const MAX_IMPLIED = 4096;
+/** Implied directories tracked at most (beyond, the lists are not exact and tracking stops). */
+const MAX_IMPLIED = 1024;
 /** Go's time.Unix(0, 1<<63-1): later times are bounded to the epoch, as containerd does. */
 const MAX_TIME_SEC = 9223372036;
 const MAX_TIME_NSEC = 854775807;
@@ -314,17 +317,28 @@ export function copyParentDirInfo(
 }
 
 /**
- * Whether the parent directory copyParentDirInfo would copy rel's attributes from shapes what is
- * created inside it (a set-group-ID bit, a default ACL): files an apply made in the implied
- * directory after copying would then differ from files made in it before copying.
+ * What copyParentDirInfo would bring to the directory at rel from its parent layer beyond owner,
+ * mode and times: shapesChildren when the parent's directory shapes what is created inside it (a
+ * set-group-ID bit, a default ACL), copiesXattrs when it has xattrs to copy. Neither when no
+ * parent layer has a directory there.
  */
-export function parentDirShapesChildren(parentFds: readonly number[], rel: string): boolean {
-  let shapes = false;
+export function parentDirInfluence(
+  parentFds: readonly number[],
+  rel: string,
+): { shapesChildren: boolean; copiesXattrs: boolean } {
+  const out = { shapesChildren: false, copiesXattrs: false };
   withParentDir(parentFds, rel, (lfd) => {
     const mode = Number(fstatSync(lfd).mode);
-    shapes = (mode & 0o2000) !== 0 || fhasxattr(lfd, "system.posix_acl_default");
+    out.shapesChildren = (mode & 0o2000) !== 0 || fhasxattr(lfd, "system.posix_acl_default");
+    let keys: string[] = [];
+    try {
+      keys = flistxattr(lfd);
+    } catch (err) {
+      if (errnoOf(err) !== ENOTSUP && errnoOf(err) !== ENODATA) throw err;
+    }
+    out.copiesXattrs = keys.some((k) => !k.startsWith("trusted."));
   });
-  return shapes;
+  return out;
 }
 
 class Applier implements TarSink {
@@ -346,9 +360,12 @@ class Applier implements TarSink {
   private readonly maxBytes: number;
   /** With trackImplied: implied directories (paths in the root), in creation order. */
   private readonly implied: Set<string> | null;
+  private readonly impliedTouched = new Set<string>();
+  private readonly impliedNamed = new Set<string>();
   private impliedExact = true;
-  /** The path (in the root) of the entry being applied. */
+  /** The path (in the root) of the entry being applied, and of its parent directory. */
   private entryPath = "";
+  private entryParent = "";
 
   constructor(
     root: string,
@@ -445,6 +462,7 @@ class Applier implements TarSink {
     const base = comps[comps.length - 1]!;
     const parent = comps.slice(0, -1);
     this.entryPath = comps.join("/");
+    this.entryParent = parent.join("/");
 
     if (base.startsWith(WHITEOUT)) {
       if (base !== WHITEOUT_OPAQUE && base.startsWith(WHITEOUT_META)) {
@@ -461,11 +479,13 @@ class Applier implements TarSink {
         // Deleted, or hidden under a whiteout device: no longer an implied directory either way.
         this.forgetImplied();
         this.whiteout(dir, original, h);
+        this.touchImplied(this.entryParent);
       }
       return;
     }
     // A directory the layer names itself is not implied, even when an earlier entry made it.
-    if (h.type === "dir") this.implied?.delete(this.entryPath);
+    if (h.type === "dir" && this.implied?.delete(this.entryPath) === true)
+      this.impliedNamed.add(this.entryPath);
 
     if (h.uid < 0 || h.uid > 0xfffffffe || h.gid < 0 || h.gid > 0xfffffffe)
       throw invalidArgument(`uid/gid ${h.uid}/${h.gid} out of range`);
@@ -505,6 +525,7 @@ class Applier implements TarSink {
       }
     }
     this.unpacked?.add(`${dir.id}/${base}`);
+    if (h.type !== "dir") this.touchImplied(this.entryParent);
   }
 
   /** Creates base in dir; an existing entry in the way is removed (with its tree) first. */
@@ -523,6 +544,7 @@ class Applier implements TarSink {
     let fd = -1;
     try {
       mkdirat(dir.fd, base, 0o700);
+      this.touchImplied(this.entryParent);
     } catch (err) {
       if (!hasCode(err, "EEXIST")) throw err;
       // An existing directory is merged: only its metadata changes. What files created in it
@@ -828,6 +850,7 @@ class Applier implements TarSink {
           fchmodSync(nfd, 0o755);
           const rel = resolved.slice(0, i + 1).join("/");
           this.copyParentInfo(rel, nfd);
+          this.touchImplied(resolved.slice(0, i).join("/"));
           this.noteImplied(rel);
         } finally {
           close(nfd);
@@ -841,24 +864,33 @@ class Applier implements TarSink {
   // ---- implied directories (trackImplied) ----
 
   private noteImplied(rel: string): void {
-    if (this.implied === null) return;
-    if (this.implied.size >= MAX_IMPLIED) this.impliedExact = false;
+    if (this.implied === null || !this.impliedExact) return;
+    if (this.implied.size + this.impliedNamed.size >= MAX_IMPLIED) this.impliedExact = false;
     else this.implied.add(rel);
+  }
+
+  /** Something was made or removed in the directory at path. */
+  private touchImplied(path: string): void {
+    if (this.implied?.has(path) === true) this.impliedTouched.add(path);
   }
 
   /** The entry at entryPath replaces or deletes what was there: implied directories in it go. */
   private forgetImplied(): void {
     const implied = this.implied;
-    if (implied === null || implied.size === 0) return;
+    if (implied === null || !this.impliedExact || implied.size + this.impliedNamed.size === 0) return;
     const path = this.entryPath;
-    implied.delete(path);
     const prefix = `${path}/`;
-    for (const p of implied) if (p.startsWith(prefix)) implied.delete(p);
+    for (const set of [implied, this.impliedNamed, this.impliedTouched])
+      for (const p of set) if (p === path || p.startsWith(prefix)) set.delete(p);
   }
 
   impliedDirs(): ImpliedDirs | undefined {
     if (this.implied === null) return undefined;
-    return { paths: [...this.implied], exact: this.impliedExact };
+    return {
+      dirs: [...this.implied].map((path) => ({ path, touched: this.impliedTouched.has(path) })),
+      named: [...this.impliedNamed],
+      exact: this.impliedExact,
+    };
   }
 
   /** containerd's copyDirInfo + copyUpXAttrs from the first parent layer holding rel. */

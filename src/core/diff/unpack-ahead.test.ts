@@ -14,6 +14,7 @@ import {
   readdirSync,
   rmSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -55,8 +56,8 @@ interface Fixture {
   held: Set<string>;
   put(bytes: Buffer): Blob;
   commit(ns: string, blob: Blob): void;
-  /** An empty snapshot dir `<snapshots>/<id>/fs`, as Prepare leaves it. */
-  snapshot(id: number): string;
+  /** An empty snapshot dir `<snapshots>/<id>/fs`, as Prepare leaves it (owned as given). */
+  snapshot(id: number, owner?: { uid: number; gid: number; mode: number }): string;
 }
 
 async function withFixture(
@@ -110,10 +111,11 @@ async function withFixture(
       held.add(`${ns} ${blob.digest}`);
       ahead.committed(ns, blob.digest, blob.size);
     },
-    snapshot(id) {
+    snapshot(id, owner = { uid: 0, gid: 0, mode: 0o755 }) {
       const fs = join(snapshots, String(id), "fs");
       mkdirSync(fs, { recursive: true });
-      chmodSync(fs, 0o755);
+      chownSync(fs, owner.uid, owner.gid);
+      chmodSync(fs, owner.mode);
       return fs;
     },
   };
@@ -173,6 +175,10 @@ function parentLayer(dir: string): string {
   chownSync(join(p, "usr", "local"), 1000, 1001);
   chmodSync(join(p, "usr", "local"), 0o750);
   chmodSync(join(p, "usr", "local", "share"), 0o711);
+  // Implied in the child by an opaque marker alone: nothing is made in it, so its times stay the
+  // parent's.
+  mkdirSync(join(p, "opt", "only"), { recursive: true });
+  utimesSync(join(p, "opt", "only"), 1_500_000_000, 1_500_000_000);
   // Named by the child layer itself after an entry implied it: the parent's must not win.
   mkdirSync(join(p, "etc"));
   chownSync(join(p, "etc"), 99, 98);
@@ -196,11 +202,15 @@ const childEntries: CraftEntry[] = [
   { name: "etc/.wh.old", type: "file", content: "" },
   { name: "opt/app/", type: "dir", mode: 0o755 },
   { name: "opt/app/.wh..wh..opq", content: "" },
+  { name: "opt/only/.wh..wh..opq", content: "" },
 ];
 
 // Whiteout devices are made when the layer is applied, so their times differ by when that was.
 const tree = (root: string): string[] =>
-  formatTree(snapshotTree(root), { mtimeFor: ["file", "block", "fifo", "socket"] });
+  formatTree(snapshotTree(root, { includeRoot: true }), { mtimeFor: ["file", "block", "fifo", "socket"] });
+
+const mtimeOf = (root: string, path: string): string | undefined =>
+  snapshotTree(root).find((e) => e.path === path)?.mtime;
 
 void test("a layer committed after its manifest is staged, and the apply onto an empty snapshot takes it: same tree, same answer", async (t) => {
   await withFixture(t, async (f) => {
@@ -209,6 +219,9 @@ void test("a layer committed after its manifest is staged, and the apply onto an
       layer([
         { name: "usr/", type: "dir", mode: 0o755 },
         { name: "bin/sh", content: "sh" },
+        { name: "bin/.wh.gone", content: "" },
+        { name: "usr/lib/.wh..wh..opq", content: "" },
+        { name: "usr/lib/x", content: "x" },
       ]),
     );
     const child = f.put(layer(childEntries));
@@ -218,11 +231,13 @@ void test("a layer committed after its manifest is staged, and the apply onto an
     await settled(f, 2);
     assert.equal(f.ahead.staged, 2);
 
-    // The same layer applied the usual way, with the same parent.
-    const usual = f.snapshot(1);
+    // The same layer applied the usual way, with the same parent, onto a snapshot owned by someone
+    // (a user-namespaced parent): the root directory keeps what it was.
+    const owner = { uid: 4321, gid: 8765, mode: 0o751 };
+    const usual = f.snapshot(1, owner);
     const expected = await runApplyJob(job(f, child, usual, "overlay", [parent]));
 
-    const target = f.snapshot(2);
+    const target = f.snapshot(2, owner);
     const claimed = await f.ahead.claim(job(f, child, target, "overlay", [parent]));
     assert.deepEqual(claimed, {
       diffId: expected.diffId,
@@ -231,6 +246,10 @@ void test("a layer committed after its manifest is staged, and the apply onto an
       bytes: expected.bytes,
     });
     assert.deepEqual(tree(target), tree(usual));
+    assert.ok(tree(target).includes(". dir mode=0751 uid=4321 gid=8765"), tree(target)[0]);
+    // An implied directory nothing was made in has the parent's modification time, as applied.
+    assert.equal(mtimeOf(target, "opt/only"), "1500000000000000000");
+    assert.equal(mtimeOf(target, "opt/only"), mtimeOf(usual, "opt/only"));
     // The implied directories took the parent's owner, mode and xattrs.
     assert.ok(
       tree(target).some((l) => /^usr\/local dir mode=0750 uid=1000 gid=1001 .*user\.origin/.test(l)),
@@ -243,6 +262,7 @@ void test("a layer committed after its manifest is staged, and the apply onto an
     const bottomTarget = f.snapshot(4);
     assert.ok(await f.ahead.claim(job(f, bottom, bottomTarget, "delete")));
     assert.deepEqual(tree(bottomTarget), tree(bottomUsual));
+    assert.ok(tree(bottomTarget).some((l) => l.startsWith("usr/lib/x file")));
     assert.deepEqual(f.outcomes.sort(), ["claimed", "claimed", "staged", "staged"]);
     assert.equal(f.ahead.staged, 0);
     // Claimed once: the next apply of the same layer does its own work.
@@ -318,6 +338,58 @@ void test("a parent directory that would shape what is created in an implied one
     assert.deepEqual(readdirSync(target), []);
     assert.deepEqual(f.outcomes, ["staged", "dropped"]);
     assert.equal(f.ahead.staged, 0);
+  });
+});
+
+void test("a directory named after an entry implied it, whose parent has xattrs: the apply does its own work", async (t) => {
+  await withFixture(t, async (f) => {
+    const parent = join(f.dir, "parent");
+    mkdirSync(join(parent, "srv"), { recursive: true });
+    const fd = openat(AT.FDCWD, join(parent, "srv"), O.RDONLY | O.DIRECTORY);
+    try {
+      fsetxattr(fd, "user.kept", Buffer.from("1"));
+    } finally {
+      close(fd);
+    }
+    // The usual apply gives srv the parent's xattr, then the entry's owner and mode: both stay.
+    const l = f.put(
+      layer([
+        { name: "srv/x", content: "x" },
+        { name: "srv/", type: "dir", mode: 0o700 },
+      ]),
+    );
+    const bottom = f.put(layer([{ name: "b", content: "b" }]));
+    f.commit("ns", f.put(manifest([bottom, l])));
+    f.commit("ns", l);
+    await settled(f, 1);
+    const target = f.snapshot(1);
+    assert.equal(await f.ahead.claim(job(f, l, target, "overlay", [parent])), undefined);
+    assert.deepEqual(readdirSync(target), []);
+    assert.deepEqual(f.outcomes, ["staged", "dropped"]);
+  });
+});
+
+void test("an apply of a layer still waiting its turn starts it at once and takes it", async (t) => {
+  await withFixture(t, async (f) => {
+    // The bottom layer is big enough to still be staging when the next one is asked for.
+    const big = f.put(
+      layer(
+        Array.from({ length: 3000 }, (_, i) => ({ name: `d${i % 30}/f${i}`, content: `${i}`.repeat(50) })),
+      ),
+    );
+    const small = f.put(layer([{ name: "s/t", content: "t" }]));
+    f.commit("ns", f.put(manifest([big, small])));
+    f.commit("ns", big);
+    f.commit("ns", small);
+    const usual = f.snapshot(1);
+    await runApplyJob(job(f, small, usual, "overlay"));
+    const target = f.snapshot(2);
+    const claimed = await f.ahead.claim(job(f, small, target, "overlay"));
+    assert.ok(claimed);
+    assert.deepEqual(tree(target), tree(usual));
+    await settled(f, 2);
+    assert.ok(await f.ahead.claim(job(f, big, f.snapshot(3), "delete")));
+    assert.deepEqual(f.outcomes.sort(), ["claimed", "claimed", "staged", "staged"]);
   });
 });
 

@@ -17,20 +17,25 @@
 // directory without xattrs that is an overlayfs snapshot's own dir (`<snapshots>/<id>/fs`). Staging
 // had no parent layers to look at, so the directories the apply created only as parents of entries
 // (implied, see apply-tar.ts) take their attributes from the Apply's parent layers then, as the
-// apply would have given them. When a parent's directory would have shaped what was created inside
-// (a set-group-ID bit, a default ACL), or the implied list is not exact, the staged tree is dropped
-// and the layer applied as usual. Anything else (another target, a digest or diffID that does not
+// apply would have given them (their modification time too, unless entries were made in them
+// since). When a parent's directory would have left a mark the staged tree lacks (a set-group-ID
+// bit or a default ACL, which shape what is created inside; xattrs, on a directory the layer names
+// after an entry implied it), or the implied lists are not exact, the staged tree is dropped and
+// the layer applied as usual. Anything else (another target, a digest or diffID that does not
 // match) takes the usual path too: a claim never answers what the apply would not have.
 //
 // Bounds: one layer at a time, in the differ's worker pool (the same limits on entries and bytes);
-// only layers up to maxBytes compressed, and staged trees for at most maxBytes of blobs at once;
-// one unused for ttlMs is removed. Each daemon run stages in its own directory and removes those of
-// earlier runs.
+// only layers up to maxBytes compressed, while the staged trees hold less than maxBytes (counted
+// compressed until staged, then as unpacked) and the file system keeps room to spare; one unused
+// for ttlMs is removed. Staging is off when the staging dir and the snapshots are on different file
+// systems, or the snapshots dir has xattrs (an SELinux label, which staged files would not get).
+// Each daemon run stages in its own directory and removes those of earlier runs.
 import { randomBytes } from "node:crypto";
 import {
   chmodSync,
-  chownSync,
   closeSync,
+  fchmodSync,
+  fchownSync,
   lstatSync,
   mkdirSync,
   opendirSync,
@@ -39,13 +44,15 @@ import {
   readdirSync,
   realpathSync,
   renameSync,
+  statSync,
+  statfsSync,
 } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { AT, O, close, flistxattr, openat, openInRoot } from "../../sys/fs-at.js";
 import { hasCode } from "../../sys/errno.js";
 import type { ApplyJob, ApplyResult } from "./apply-job.js";
-import { copyParentDirInfo, parentDirShapesChildren } from "./apply-tar.js";
+import { copyParentDirInfo, parentDirInfluence } from "./apply-tar.js";
 import { layerCompression, type Compression } from "./decompress.js";
 import type { WorkerPool } from "./worker-pool.js";
 
@@ -64,7 +71,7 @@ export interface UnpackAheadOptions {
   maxLayerEntries: number;
   /** Bytes of compressed blobs staged (or being staged) at most at once; 1 GiB by default. */
   maxBytes?: number;
-  /** How long an unused staged tree is kept; 10 minutes by default. */
+  /** How long an unused staged tree is kept; 3 minutes by default. */
   ttlMs?: number;
   /** Each layer's fate, for metrics. */
   onOutcome?: (outcome: UnpackAheadOutcome) => void;
@@ -102,6 +109,8 @@ interface Staged {
   compression: Compression;
   mode: Mode;
   index: number;
+  /** What it counts against maxBytes: the blob's size until staged, then the bytes it unpacked to. */
+  cost: number;
   root: string;
   state: "queued" | "running" | "ready";
   result?: ApplyResult;
@@ -126,7 +135,7 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
 export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
   const maxBytes = opts.maxBytes ?? 2 ** 30;
-  const ttlMs = opts.ttlMs ?? 10 * 60_000;
+  const ttlMs = opts.ttlMs ?? 3 * 60_000;
   const run = join(opts.dir, `run-${process.pid}-${randomBytes(4).toString("hex")}`);
   mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
   chmodSync(opts.dir, 0o700);
@@ -136,6 +145,8 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
     );
   }
   mkdirSync(run, { mode: 0o700 });
+  const off = stagingUnusable(run, opts.snapshotDirs);
+  if (off !== undefined) opts.onError?.(new Error(off), "unpack-ahead is off");
 
   /** Layers of manifests committed lately, by namespace and digest, waiting for their blob. */
   const wanted = new Map<string, Wanted>();
@@ -143,9 +154,23 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
   const queue: Staged[] = [];
   let bytes = 0;
   let running = false;
-  let closed = false;
+  let closed = off !== undefined;
 
   const keyOf = (digest: string, mode: Mode): string => `${digest} ${mode}`;
+
+  /**
+   * Whether the file system can take a layer of size compressed bytes, staged, and still keep what
+   * snapshots need: beyond four times the blob, a twentieth of it free, and at least 1 GiB.
+   */
+  function roomFor(size: number): boolean {
+    try {
+      const st = statfsSync(run);
+      const free = st.bavail * st.bsize;
+      return free - 4 * size >= Math.max(st.blocks * st.bsize * 0.05, 2 ** 30);
+    } catch {
+      return false;
+    }
+  }
 
   function sweepWanted(now: number): void {
     for (const [k, w] of wanted) if (w.until <= now) wanted.delete(k);
@@ -221,6 +246,7 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
     const key = keyOf(digest, mode);
     if (staged.has(key)) return;
     if (size > opts.maxLayerBytes || size > maxBytes || bytes + size > maxBytes) return;
+    if (!roomFor(size)) return;
     let settle = (): void => undefined;
     const done = new Promise<void>((resolve) => (settle = resolve));
     const s: Staged = {
@@ -230,6 +256,7 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
       compression,
       mode,
       index,
+      cost: 0,
       root: join(run, randomBytes(8).toString("hex")),
       state: "queued",
       done,
@@ -238,6 +265,7 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
     };
     staged.set(key, s);
     bytes += size;
+    s.cost = size;
     queue.push(s);
     pump();
   }
@@ -247,7 +275,7 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
     if (staged.get(s.key) === s) staged.delete(s.key);
     const q = queue.indexOf(s);
     if (q !== -1) queue.splice(q, 1);
-    bytes -= s.size;
+    bytes -= s.cost;
     clearTimeout(s.timer);
     s.abort.abort();
     opts.onOutcome?.(outcome);
@@ -304,14 +332,21 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
       if (staged.get(s.key) !== s) return; // dropped meanwhile: drop() removes the tree
       s.result = result;
       s.state = "ready";
+      bytes += result.bytes - s.cost;
+      s.cost = result.bytes;
+      opts.onOutcome?.("staged");
+      if (bytes > maxBytes) {
+        // It unpacked to more than there is room for.
+        drop(s, "dropped");
+        return;
+      }
       s.timer = setTimeout(() => drop(s, "unused"), ttlMs);
       s.timer.unref();
-      opts.onOutcome?.("staged");
     } catch (err) {
       if (staged.get(s.key) !== s) return;
       // The layer is bad or the disk is: the Apply that comes for it finds out the usual way.
       staged.delete(s.key);
-      bytes -= s.size;
+      bytes -= s.cost;
       await rm(s.root, { recursive: true, force: true }).catch((e: unknown) =>
         opts.onError?.(e, `removing the staged tree of ${s.digest}`),
       );
@@ -325,6 +360,8 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
     const key = keyOf(job.digest, job.whiteouts);
     let s = staged.get(key);
     if (s === undefined || s.size !== job.size || s.compression !== job.compression) return undefined;
+    // Looked at first: a target that cannot take the tree should not wait for it.
+    if (claimTarget(job.root, opts.snapshotDirs) === undefined) return undefined;
     if (s.state === "queued") {
       // Asked for before its turn: it starts now, beside the one running (as an apply would).
       queue.splice(queue.indexOf(s), 1);
@@ -339,23 +376,34 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
     if (job.expectedDiffId !== undefined && job.expectedDiffId !== result.diffId) return undefined;
     const target = claimTarget(job.root, opts.snapshotDirs);
     if (target === undefined) return undefined;
-    const implied = result.implied;
     const parentFds: number[] = [];
     try {
-      if (implied === undefined || !implied.exact || implied.paths.length > MAX_CLAIM_FIXUPS) {
-        drop(s, "dropped");
-        return undefined;
-      }
-      if (implied.paths.length > 0) {
-        for (const p of job.parents) parentFds.push(openat(AT.FDCWD, p, O.PATH | O.DIRECTORY));
-        if (implied.paths.some((rel) => parentDirShapesChildren(parentFds, rel))) {
+      // Without parent layers there is nothing to take from them: the staged tree is the apply's.
+      const implied = job.parents.length > 0 ? result.implied : undefined;
+      if (implied !== undefined) {
+        const fixups = implied.dirs.length + implied.named.length;
+        if (!implied.exact || fixups > MAX_CLAIM_FIXUPS) {
           drop(s, "dropped");
           return undefined;
+        }
+        if (fixups > 0) {
+          for (const p of job.parents) parentFds.push(openat(AT.FDCWD, p, O.PATH | O.DIRECTORY));
+          // What the apply would have inherited or copied there, this tree made without: dropped.
+          const differs =
+            implied.dirs.some((d) => parentDirInfluence(parentFds, d.path).shapesChildren) ||
+            implied.named.some((path) => {
+              const i = parentDirInfluence(parentFds, path);
+              return i.shapesChildren || i.copiesXattrs;
+            });
+          if (differs) {
+            drop(s, "dropped");
+            return undefined;
+          }
         }
       }
       // Ours from here: whatever happens, the staged tree is not offered again.
       staged.delete(s.key);
-      bytes -= s.size;
+      bytes -= s.cost;
       clearTimeout(s.timer);
       try {
         renameSync(s.root, target.path);
@@ -369,10 +417,15 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
           opts.onError?.(err, `moving the staged tree of ${s.digest}`);
         return undefined;
       }
-      // The target keeps what it was: an apply never changes the root directory itself.
-      chownSync(target.path, target.uid, target.gid);
-      chmodSync(target.path, target.mode);
-      if (implied.paths.length > 0) fixImplied(target.path, implied.paths, parentFds);
+      const rootfd = openat(AT.FDCWD, target.path, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
+      try {
+        // The target keeps what it was: an apply never changes the root directory itself.
+        fchownSync(rootfd, target.uid, target.gid);
+        fchmodSync(rootfd, target.mode);
+        if (implied !== undefined) fixImplied(rootfd, implied.dirs, parentFds);
+      } finally {
+        close(rootfd);
+      }
       opts.onOutcome?.("claimed");
       return { diffId: result.diffId, tarSize: result.tarSize, entries: result.entries, bytes: result.bytes };
     } finally {
@@ -396,6 +449,28 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
     },
     close: close_,
   };
+}
+
+/** Why trees staged in dir could never be claimed by snapshots in snapshotDirs, if they could not. */
+function stagingUnusable(dir: string, snapshotDirs: readonly string[]): string | undefined {
+  const dev = statSync(dir).dev;
+  for (const s of snapshotDirs) {
+    let fd: number;
+    try {
+      if (statSync(s).dev !== dev) continue;
+      fd = openat(AT.FDCWD, s, O.RDONLY | O.DIRECTORY);
+    } catch {
+      continue;
+    }
+    try {
+      const keys = flistxattr(fd);
+      if (keys.length === 0) return undefined;
+      return `${s} has xattrs (${keys.join(", ")}), which staged trees would not have`;
+    } finally {
+      close(fd);
+    }
+  }
+  return `no snapshots dir on the file system of ${dir}`;
 }
 
 /** The file's text when it starts like a JSON object ("{"), read only then. */
@@ -474,25 +549,27 @@ export function claimTarget(
   }
 }
 
-/** The implied directories of a claimed tree take their parents' attributes, as apply-tar gives them. */
-function fixImplied(root: string, paths: readonly string[], parentFds: readonly number[]): void {
-  const rootfd = openat(AT.FDCWD, root, O.PATH | O.DIRECTORY | O.NOFOLLOW);
-  try {
-    for (const rel of paths) {
-      let fd: number;
-      try {
-        fd = openInRoot(rootfd, rel, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
-      } catch (err) {
-        if (hasCode(err, "ENOENT") || hasCode(err, "ENOTDIR") || hasCode(err, "ELOOP")) continue;
-        throw err;
-      }
-      try {
-        copyParentDirInfo(parentFds, rel, fd, true);
-      } finally {
-        close(fd);
-      }
+/**
+ * The implied directories of a claimed tree take their parents' attributes, as apply-tar gives
+ * them; one that had entries made in it afterwards keeps the modification time that gave it.
+ */
+function fixImplied(
+  rootfd: number,
+  dirs: readonly { path: string; touched: boolean }[],
+  parentFds: readonly number[],
+): void {
+  for (const { path, touched } of dirs) {
+    let fd: number;
+    try {
+      fd = openInRoot(rootfd, path, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
+    } catch (err) {
+      if (hasCode(err, "ENOENT") || hasCode(err, "ENOTDIR") || hasCode(err, "ELOOP")) continue;
+      throw err;
     }
-  } finally {
-    close(rootfd);
+    try {
+      copyParentDirInfo(parentFds, path, fd, touched);
+    } finally {
+      close(fd);
+    }
   }
 }
