@@ -273,20 +273,6 @@ runSection(async (cleanups) => {
     );
   }
 
-  // Diff.Apply before the sections that write gigabytes (ingest, the 1 GiB pulls): after them,
-  // both daemons' applies ran at a third to half the speed, with three to five times the kernel
-  // CPU, whatever the order of their rounds (the machine, not the daemon: see bench/README.md).
-  log(
-    `Diff.Apply of the ${CONFIG.applyMiB} MiB gzip layer: ${CONFIG.applyWarmups} warm-up(s), then ` +
-      `${CONFIG.applyRounds} rounds taking turns...`,
-  );
-  const apply = await applyRounds(targets, applyLayer, {
-    namespace: `${CONFIG.namespace}-apply`,
-    rounds: CONFIG.applyRounds,
-    warmups: CONFIG.applyWarmups,
-    log,
-  });
-
   log(`content ingest of ${CONFIG.ingestMiB} MiB x${CONFIG.ingestRounds}...`);
   const ingest = await ingestRounds(targets, blob);
 
@@ -306,6 +292,17 @@ runSection(async (cleanups) => {
     warmups: 0,
     // Generous: even 5 MB/s gets it through; a hang must still end the bench.
     timeoutMs: Math.max(120_000, (large.tarSize / 5e6) * 1000),
+    log,
+  });
+
+  log(
+    `Diff.Apply of the ${CONFIG.applyMiB} MiB gzip layer: ${CONFIG.applyWarmups} warm-up(s), then ` +
+      `${CONFIG.applyRounds} rounds taking turns...`,
+  );
+  const apply = await applyRounds(targets, applyLayer, {
+    namespace: `${CONFIG.namespace}-apply`,
+    rounds: CONFIG.applyRounds,
+    warmups: CONFIG.applyWarmups,
     log,
   });
 
