@@ -323,21 +323,29 @@ void test("a daemon root behind a symlink: the snapshot dirs are matched by thei
   );
 });
 
+/**
+ * Stages entries as an upper layer, then checks that an Apply over parent does not take it: the
+ * target stays empty and the staged tree is dropped.
+ */
+async function refusedOver(f: Fixture, parent: string, entries: CraftEntry[]): Promise<void> {
+  const l = f.put(layer(entries));
+  const bottom = f.put(layer([{ name: "x", content: "x" }]));
+  f.commit("ns", f.put(manifest([bottom, l])));
+  f.commit("ns", l);
+  await settled(f, 1);
+  const target = f.snapshot(1);
+  assert.equal(await f.ahead.claim(job(f, l, target, "overlay", [parent])), undefined);
+  assert.deepEqual(readdirSync(target), []);
+  assert.deepEqual(f.outcomes, ["staged", "dropped"]);
+  assert.equal(f.ahead.staged, 0);
+}
+
 void test("a parent directory that would shape what is created in an implied one (set-group-ID) makes the apply do its own work", async (t) => {
   await withFixture(t, async (f) => {
     const parent = join(f.dir, "parent");
     mkdirSync(join(parent, "srv"), { recursive: true });
     chmodSync(join(parent, "srv"), 0o2775);
-    const l = f.put(layer([{ name: "srv/data", content: "d" }]));
-    const bottom = f.put(layer([{ name: "x", content: "x" }]));
-    f.commit("ns", f.put(manifest([bottom, l])));
-    f.commit("ns", l);
-    await settled(f, 1);
-    const target = f.snapshot(1);
-    assert.equal(await f.ahead.claim(job(f, l, target, "overlay", [parent])), undefined);
-    assert.deepEqual(readdirSync(target), []);
-    assert.deepEqual(f.outcomes, ["staged", "dropped"]);
-    assert.equal(f.ahead.staged, 0);
+    await refusedOver(f, parent, [{ name: "srv/data", content: "d" }]);
   });
 });
 
@@ -352,20 +360,10 @@ void test("a directory named after an entry implied it, whose parent has xattrs:
       close(fd);
     }
     // The usual apply gives srv the parent's xattr, then the entry's owner and mode: both stay.
-    const l = f.put(
-      layer([
-        { name: "srv/x", content: "x" },
-        { name: "srv/", type: "dir", mode: 0o700 },
-      ]),
-    );
-    const bottom = f.put(layer([{ name: "b", content: "b" }]));
-    f.commit("ns", f.put(manifest([bottom, l])));
-    f.commit("ns", l);
-    await settled(f, 1);
-    const target = f.snapshot(1);
-    assert.equal(await f.ahead.claim(job(f, l, target, "overlay", [parent])), undefined);
-    assert.deepEqual(readdirSync(target), []);
-    assert.deepEqual(f.outcomes, ["staged", "dropped"]);
+    await refusedOver(f, parent, [
+      { name: "srv/x", content: "x" },
+      { name: "srv/", type: "dir", mode: 0o700 },
+    ]);
   });
 });
 
