@@ -159,14 +159,14 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
   const keyOf = (digest: string, mode: Mode): string => `${digest} ${mode}`;
 
   /**
-   * Whether the file system can take a layer of size compressed bytes, staged, and still keep what
-   * snapshots need: beyond four times the blob, a twentieth of it free, and at least 1 GiB.
+   * Whether the file system can take a layer of size compressed bytes, staged, and still keep room
+   * for snapshots: 1 GiB free beyond four times the blob.
    */
   function roomFor(size: number): boolean {
     try {
       const st = statfsSync(run);
       const free = st.bavail * st.bsize;
-      return free - 4 * size >= Math.max(st.blocks * st.bsize * 0.05, 2 ** 30);
+      return free - 4 * size >= 2 ** 30;
     } catch {
       return false;
     }
