@@ -367,6 +367,24 @@ void test("a directory named after an entry implied it, whose parent has xattrs:
   });
 });
 
+void test("parents that cannot be read: the apply does its own work, and says what is wrong with them", async (t) => {
+  await withFixture(t, async (f) => {
+    const l = f.put(layer([{ name: "srv/x", content: "x" }]));
+    const bottom = f.put(layer([{ name: "b", content: "b" }]));
+    f.commit("ns", f.put(manifest([bottom, l])));
+    f.commit("ns", l);
+    await settled(f, 1);
+    const missing = join(f.dir, "no-such-parent");
+    const target = f.snapshot(1);
+    assert.equal(await f.ahead.claim(job(f, l, target, "overlay", [missing])), undefined);
+    assert.deepEqual(readdirSync(target), []);
+    await assert.rejects(runApplyJob(job(f, l, target, "overlay", [missing])), /no-such-parent|ENOENT/);
+    // Still staged, for an apply with parents it can read.
+    assert.equal(f.ahead.staged, 1);
+    assert.ok(await f.ahead.claim(job(f, l, f.snapshot(2), "overlay", [f.snapshot(3)])));
+  });
+});
+
 void test("an apply of a layer still waiting its turn starts it at once and takes it", async (t) => {
   await withFixture(t, async (f) => {
     // The bottom layer is big enough to still be staging when the next one is asked for.

@@ -387,14 +387,20 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
           return undefined;
         }
         if (fixups > 0) {
-          for (const p of job.parents) parentFds.push(openat(AT.FDCWD, p, O.PATH | O.DIRECTORY));
-          // What the apply would have inherited or copied there, this tree made without: dropped.
-          const differs =
-            implied.dirs.some((d) => parentDirInfluence(parentFds, d.path).shapesChildren) ||
-            implied.named.some((path) => {
-              const i = parentDirInfluence(parentFds, path);
-              return i.shapesChildren || i.copiesXattrs;
-            });
+          let differs: boolean;
+          try {
+            for (const p of job.parents) parentFds.push(openat(AT.FDCWD, p, O.PATH | O.DIRECTORY));
+            // What the apply would have inherited or copied there, this tree made without: dropped.
+            differs =
+              implied.dirs.some((d) => parentDirInfluence(parentFds, d.path).shapesChildren) ||
+              implied.named.some((path) => {
+                const i = parentDirInfluence(parentFds, path);
+                return i.shapesChildren || i.copiesXattrs;
+              });
+          } catch {
+            // Parents it cannot read: the usual apply says what is wrong with them, in its words.
+            return undefined;
+          }
           if (differs) {
             drop(s, "dropped");
             return undefined;
