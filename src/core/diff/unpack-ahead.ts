@@ -442,7 +442,7 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
   async function close_(): Promise<void> {
     closed = true;
     const all = [...staged.values()];
-    for (const s of all) drop(s, "unused");
+    for (const s of all) drop(s, s.state === "ready" ? "unused" : "dropped");
     await Promise.all(all.map((s) => s.done));
     await rm(run, { recursive: true, force: true });
   }
