@@ -117,6 +117,22 @@ void test("a plugin that fails to initialise is reported by `ctr plugins ls` wit
   }
 });
 
+void test("a bad unpack-ahead setting fails the walking differ with a message that names it", async () => {
+  const dir = await makeTempDir("differ-config");
+  const file = join(dir, "config.toml");
+  await writeFile(file, `version = 2\n[plugins."io.containerd.differ.v1.walking"]\nunpack_ahead = "yes"\n`);
+  const d = await startBerthd({ extraArgs: ["--config", file] });
+  try {
+    const ls = await ctrOk(d.address, ["plugins", "ls"]);
+    assert.match(ls, /io\.containerd\.differ\.v1\s+walking\s+-\s+error/);
+    const detail = await ctrOk(d.address, ["plugins", "ls", "-d", "id==walking"]);
+    assert.match(detail, /unpack_ahead must be true or false, not "yes"/);
+  } finally {
+    await d.stop();
+    await removeTempDir(dir);
+  }
+});
+
 void test("`berthd publish` (the shims' -publish-binary) delivers an Any from stdin as an event", async () => {
   const d = await startBerthd();
   const events = spawnCtr(d.address, ["events"], { namespace: "pub" });

@@ -276,6 +276,16 @@ function withParentDir(parentFds: readonly number[], rel: string, use: (lfd: num
   }
 }
 
+/** The xattrs copyUpXAttrs copies from a parent directory: all but trusted.* (none where unsupported). */
+function copyableXattrs(lfd: number): string[] {
+  try {
+    return flistxattr(lfd).filter((k) => !k.startsWith("trusted."));
+  } catch (err) {
+    if (errnoOf(err) !== ENOTSUP && errnoOf(err) !== ENODATA) throw err;
+    return [];
+  }
+}
+
 /**
  * containerd's copyDirInfo + copyUpXAttrs: the directory fd (at rel in the layer) takes owner,
  * mode, times and xattrs (but trusted.*) from the first of parentFds holding rel. keepMtime leaves
@@ -298,14 +308,7 @@ export function copyParentDirInfo(
         ? { sec: 0, nsec: UTIME_OMIT }
         : { sec: st.mtimeNs / 1_000_000_000n, nsec: Number(st.mtimeNs % 1_000_000_000n) },
     );
-    let keys: string[] = [];
-    try {
-      keys = flistxattr(lfd);
-    } catch (err) {
-      if (errnoOf(err) !== ENOTSUP && errnoOf(err) !== ENODATA) throw err;
-    }
-    for (const key of keys) {
-      if (key.startsWith("trusted.")) continue;
+    for (const key of copyableXattrs(lfd)) {
       try {
         fsetxattr(fd, key, fgetxattr(lfd, key), XATTR_CREATE);
       } catch (err) {
@@ -330,13 +333,7 @@ export function parentDirInfluence(
   withParentDir(parentFds, rel, (lfd) => {
     const mode = Number(fstatSync(lfd).mode);
     out.shapesChildren = (mode & 0o2000) !== 0 || fhasxattr(lfd, "system.posix_acl_default");
-    let keys: string[] = [];
-    try {
-      keys = flistxattr(lfd);
-    } catch (err) {
-      if (errnoOf(err) !== ENOTSUP && errnoOf(err) !== ENODATA) throw err;
-    }
-    out.copiesXattrs = keys.some((k) => !k.startsWith("trusted."));
+    out.copiesXattrs = copyableXattrs(lfd).length > 0;
   });
   return out;
 }

@@ -256,7 +256,7 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
       compression,
       mode,
       index,
-      cost: 0,
+      cost: size,
       root: join(run, randomBytes(8).toString("hex")),
       state: "queued",
       done,
@@ -265,7 +265,6 @@ export function createUnpackAhead(opts: UnpackAheadOptions): UnpackAhead {
     };
     staged.set(key, s);
     bytes += size;
-    s.cost = size;
     queue.push(s);
     pump();
   }
@@ -551,7 +550,7 @@ export function claimTarget(
   } catch {
     return undefined;
   } finally {
-    if (fd !== -1) closeSync(fd);
+    if (fd !== -1) close(fd);
   }
 }
 
