@@ -19,6 +19,7 @@ import { errorText, interleavedRounds, mapOutcomes, type Outcome } from "./round
 import { settleDisks } from "./settle.js";
 import { median } from "./stats.js";
 import { comparisonRow, type Row } from "./report.js";
+import { probeFreshWrites } from "./page-cache-probe.js";
 
 export const SNAPSHOTTER = "overlayfs";
 
@@ -36,6 +37,17 @@ export interface ApplyResult {
    * and, for a pull, the ctr it runs (download, hashing, its gRPC calls).
    */
   clientCpuSeconds: number;
+  /**
+   * The machine's own rate into fresh page cache right after the apply (page-cache-probe.ts), in
+   * MB/s; absent when the round had no probe.
+   */
+  machineWriteMBps?: number;
+}
+
+/** Where and how much each round's page-cache probe writes. */
+export interface ProbeOptions {
+  dir: string;
+  bytes: number;
 }
 
 export interface ApplyTarget {
@@ -52,6 +64,7 @@ export async function prepareApply(
   daemon: { address: string; pid: number },
   namespace: string,
   layer: ApplyLayer,
+  probe?: ProbeOptions,
 ): Promise<ApplyTarget> {
   const base = createClient(daemon.address, { namespace });
   const leases = base.service(Leases);
@@ -89,6 +102,7 @@ export async function prepareApply(
       const seconds = (performance.now() - start) / 1000;
       const cpu = cpuDelta(cpuBefore, await treeCpuTimes(daemon.pid));
       const client = cpuDelta(clientBefore, await ownCpuTimes());
+      const machine = probe === undefined ? undefined : probeFreshWrites(probe.dir, probe.bytes);
       if (res.applied?.digest !== layer.diffId) {
         throw new Error(
           `Diff.Apply answered ${res.applied?.digest ?? "no descriptor"}, not the diffID ${layer.diffId}`,
@@ -104,6 +118,7 @@ export async function prepareApply(
         daemonUserSeconds: cpu.user,
         daemonSystemSeconds: cpu.system,
         clientCpuSeconds: client.total,
+        ...(machine === undefined ? {} : { machineWriteMBps: machine.megabytesPerSecond }),
       };
     },
     async close() {
@@ -121,6 +136,8 @@ export interface ApplySummary {
   medianSeconds: number;
   medianMegabytesPerSecond: number;
   medianDaemonCpuSeconds: number;
+  /** Median of the rounds' page-cache probes, null without them. */
+  medianMachineWriteMBps: number | null;
 }
 
 export interface ApplyRoundsOptions {
@@ -132,6 +149,8 @@ export interface ApplyRoundsOptions {
   /** Shown in the progress lines ("Diff.Apply" by default). */
   label?: string;
   log: (message: string) => void;
+  /** A page-cache probe after each apply (see ApplyResult.machineWriteMBps). */
+  probe?: ProbeOptions;
 }
 
 /** The layer uploaded to each daemon, then timed applies taking turns between the daemons. */
@@ -146,7 +165,7 @@ export async function applyRounds<N extends string>(
   try {
     for (const t of targets) {
       try {
-        prepared.set(t.name, await prepareApply(t, opts.namespace, layer));
+        prepared.set(t.name, await prepareApply(t, opts.namespace, layer, opts.probe));
       } catch (err) {
         opts.log(`  ${t.name} ${label} setup: failed: ${errorText(err)}`);
         out[t.name] = { ok: false, error: errorText(err) };
@@ -163,7 +182,8 @@ export async function applyRounds<N extends string>(
         opts.log(
           `  ${name} ${label} ${which}: ${r.megabytesPerSecond.toFixed(r.megabytesPerSecond < 10 ? 2 : 0)} MB/s ` +
             `(${(r.seconds * 1000).toFixed(1)} ms, daemon CPU ${r.daemonCpuSeconds.toFixed(3)} s, ` +
-            `${r.daemonUserSeconds.toFixed(3)} user; client CPU ${r.clientCpuSeconds.toFixed(3)} s)`,
+            `${r.daemonUserSeconds.toFixed(3)} user; client CPU ${r.clientCpuSeconds.toFixed(3)} s` +
+            `${r.machineWriteMBps === undefined ? "" : `; machine's page-cache writes ${r.machineWriteMBps.toFixed(0)} MB/s`})`,
         );
         return r;
       },
@@ -176,6 +196,7 @@ export async function applyRounds<N extends string>(
         medianSeconds: median(rs.map((r) => r.seconds)),
         medianMegabytesPerSecond: median(rs.map((r) => r.megabytesPerSecond)),
         medianDaemonCpuSeconds: median(rs.map((r) => r.daemonCpuSeconds)),
+        medianMachineWriteMBps: probeMedian(rs),
       })),
     );
     return out;
@@ -206,4 +227,42 @@ export function applyRows(
     },
     comparisonRow("  daemon CPU per apply", "s", "lower", apply, (s) => s.medianDaemonCpuSeconds),
   ];
+}
+
+function probeMedian(rounds: readonly ApplyResult[]): number | null {
+  const rates = rounds.flatMap((r) => (r.machineWriteMBps === undefined ? [] : [r.machineWriteMBps]));
+  return rates.length === 0 ? null : median(rates);
+}
+
+/**
+ * The machine's state during the apply rounds, as a line under the targets: the page-cache probes'
+ * rates in each daemon's rounds, and the applies' median over the rounds in which the machine
+ * wrote at least `fastMBps` (null when no round had a probe).
+ */
+export function applyConditions(
+  apply: Partial<Record<string, Outcome<ApplySummary>>>,
+  fastMBps: number,
+): string | null {
+  const parts: string[] = [];
+  const fastParts: string[] = [];
+  for (const [name, outcome] of Object.entries(apply)) {
+    if (outcome === undefined || !outcome.ok) continue;
+    const probed = outcome.value.rounds.filter((r) => r.machineWriteMBps !== undefined);
+    if (probed.length === 0) continue;
+    const rates = probed.map((r) => r.machineWriteMBps ?? 0);
+    parts.push(`${median(rates).toFixed(0)} (min ${Math.min(...rates).toFixed(0)}) in ${name}'s`);
+    const fast = probed.filter((r) => (r.machineWriteMBps ?? 0) >= fastMBps);
+    fastParts.push(
+      fast.length === 0
+        ? `${name} none of ${probed.length}`
+        : `${name} ${median(fast.map((r) => r.megabytesPerSecond)).toFixed(0)} MB/s ` +
+            `(${fast.length} of ${probed.length} rounds)`,
+    );
+  }
+  if (parts.length === 0) return null;
+  return (
+    `machine during the Diff.Apply rounds: fresh page-cache writes at a median ${parts.join(", ")} rounds ` +
+    `(MB/s; page-cache-probe.ts); Diff.Apply median over the rounds where it wrote >= ${fastMBps} MB/s: ` +
+    `${fastParts.join(", ")}`
+  );
 }

@@ -7,7 +7,7 @@ import { makeTempDir, removeTempDir } from "../test/harness/temp-dir.js";
 import { startDaemonPair } from "./daemon-pair.js";
 import { KiB, MiB, buildApplyLayer } from "./apply-layer.js";
 import { startWrappedBerthd } from "./berthd-wrapper.js";
-import { applyRounds, applyRows } from "./diff-apply.js";
+import { applyConditions, applyRounds, applyRows } from "./diff-apply.js";
 import { envInt } from "./env-config.js";
 import { machineInfo } from "./machine-info.js";
 import { comparisonRow, renderMachine, type Row } from "./report.js";
@@ -29,6 +29,10 @@ const CONFIG = {
   unaryCalls: 200,
   namespace: "bench-apply",
   applyTargetMBps: 250,
+  /** After each apply, this much written into a new file: the machine's own page-cache rate. */
+  probeMiB: envInt(process.env, "BENCH_APPLY_PROBE_MIB", 64, 0),
+  /** The probe rate from which a round counts as taken on an unthrottled machine. */
+  probeFastMBps: 1000,
 };
 const OUT = process.env.BENCH_OUT ?? "/tmp/berth-bench-apply.json";
 const BERTHD_CPU_PROF = process.env.BENCH_BERTHD_CPU_PROF;
@@ -88,6 +92,7 @@ runSection(async (cleanups) => {
     rounds: CONFIG.applyRounds,
     warmups: CONFIG.applyWarmups,
     log,
+    ...(CONFIG.probeMiB > 0 ? { probe: { dir, bytes: CONFIG.probeMiB * MiB } } : {}),
   });
   log(`Diff.Apply of the ${CONFIG.smallKiB} KiB gzip layer x${CONFIG.smallRounds}...`);
   const applySmall = await applyRounds(targets, small, {
@@ -194,5 +199,6 @@ runSection(async (cleanups) => {
     },
     raw: { apply, applySmall, unary },
   };
-  return publishReport(OUT, report, machine, rows, goals);
+  const conditions = applyConditions(apply, CONFIG.probeFastMBps);
+  return publishReport(OUT, report, machine, rows, goals, conditions === null ? [] : [conditions]);
 });

@@ -17,7 +17,7 @@ import { runSection } from "./section-runner.js";
 import { containerBench, containerBenchConfig, containerRows } from "./containers.js";
 import { ingestOnce, type IngestResult } from "./content-ingest.js";
 import { timeCtr } from "./ctr-latency.js";
-import { applyRounds, applyRows } from "./diff-apply.js";
+import { applyConditions, applyRounds, applyRows } from "./diff-apply.js";
 import { envInt } from "./env-config.js";
 import { pullImage, pullRounds } from "./image-pull.js";
 import { unaryCaller } from "./grpc-unary.js";
@@ -59,6 +59,10 @@ const CONFIG = {
   applyWarmups: envInt(process.env, "BENCH_APPLY_WARMUPS", 1, 0),
   /** The issue's goal for Diff.Apply of gzip layers, uncompressed MB/s. */
   applyTargetMBps: 250,
+  /** After each apply, this much written into a new file: the machine's own page-cache rate. */
+  applyProbeMiB: envInt(process.env, "BENCH_APPLY_PROBE_MIB", 64, 0),
+  /** The probe rate from which a round counts as taken on an unthrottled machine. */
+  applyProbeFastMBps: 1000,
 };
 /** The container section (containers.ts): its own fresh berthd and containerd, sizes from BENCH_* too. */
 const CONTAINER_CONFIG = containerBenchConfig(process.env);
@@ -304,6 +308,7 @@ runSection(async (cleanups) => {
     rounds: CONFIG.applyRounds,
     warmups: CONFIG.applyWarmups,
     log,
+    ...(CONFIG.applyProbeMiB > 0 ? { probe: { dir, bytes: CONFIG.applyProbeMiB * MiB } } : {}),
   });
 
   const memory = {} as Record<DaemonName, Outcome<{ rss: number; peak: number }>>;
@@ -449,6 +454,8 @@ runSection(async (cleanups) => {
   );
   process.stdout.write(`${renderTable(rows)}\n\n`);
   if (goals.length > 0) process.stdout.write(`${renderTargets(goals)}\n\n`);
+  const conditions = applyConditions(apply, CONFIG.applyProbeFastMBps);
+  if (conditions !== null) process.stdout.write(`${conditions}\n\n`);
   const topWarning = berthdLogSummary.warnings[0];
   process.stdout.write(
     `berthd wrote ${berthdLogSummary.lines} log lines` +

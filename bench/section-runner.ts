@@ -52,11 +52,14 @@ export async function publishReport(
   machine: MachineInfo,
   rows: readonly Row[],
   goals: readonly TargetCheck[],
+  /** Lines printed under the targets (conditions the figures were taken in). */
+  notes: readonly string[] = [],
 ): Promise<number> {
   const json = JSON.stringify(report, null, 2);
   await writeFile(out, `${json}\n`);
   process.stdout.write(`${json}\n\n${renderMachine(machine)}\n\n${renderTable(rows)}\n\n`);
   if (goals.length > 0) process.stdout.write(`${renderTargets(goals)}\n\n`);
+  if (notes.length > 0) process.stdout.write(`${notes.join("\n")}\n\n`);
   process.stdout.write(`ratio = berthd/containerd; results written to ${out} (${report.runtimeSeconds} s)\n`);
   return rows.some((r) => r.berthd === null || r.containerd === null) ? 1 : 0;
 }

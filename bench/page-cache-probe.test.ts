@@ -1,0 +1,78 @@
+// The page-cache probe and the line that reads the Diff.Apply rounds against it
+// (run: node --import tsx --test bench/page-cache-probe.test.ts).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { probeFreshWrites } from "./page-cache-probe.js";
+import { applyConditions, type ApplyResult, type ApplySummary } from "./diff-apply.js";
+import type { Outcome } from "./rounds.js";
+
+void test("the probe writes exactly the bytes asked for into a new file it leaves in the dir", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "probe-"));
+  try {
+    const bytes = 3 * (1 << 20) + 12345;
+    const first = probeFreshWrites(dir, bytes);
+    const second = probeFreshWrites(dir, 1000);
+    assert.ok(first.megabytesPerSecond > 0 && Number.isFinite(first.megabytesPerSecond));
+    assert.ok(second.systemSeconds >= 0);
+    const files = (await readdir(dir)).sort();
+    assert.equal(files.length, 2);
+    const sizes = await Promise.all(files.map(async (f) => (await stat(join(dir, f))).size));
+    assert.deepEqual(
+      sizes.sort((a, b) => a - b),
+      [1000, bytes],
+    );
+  } finally {
+    await rm(dir, { recursive: true });
+  }
+});
+
+function round(mbps: number, machine?: number): ApplyResult {
+  return {
+    seconds: 1,
+    megabytesPerSecond: mbps,
+    daemonCpuSeconds: 1,
+    daemonUserSeconds: 1,
+    daemonSystemSeconds: 0,
+    clientCpuSeconds: 0,
+    ...(machine === undefined ? {} : { machineWriteMBps: machine }),
+  };
+}
+
+function summary(rounds: ApplyResult[]): Outcome<ApplySummary> {
+  return {
+    ok: true,
+    value: {
+      rounds,
+      medianSeconds: 1,
+      medianMegabytesPerSecond: 0,
+      medianDaemonCpuSeconds: 1,
+      medianMachineWriteMBps: null,
+    },
+  };
+}
+
+void test("the conditions line splits the rounds by the machine's rate", () => {
+  const line = applyConditions(
+    {
+      berthd: summary([round(300, 5000), round(310, 4000), round(100, 150), round(290, 2000)]),
+      containerd: summary([round(140, 5000), round(60, 120), round(50, 130)]),
+    },
+    1000,
+  );
+  assert.equal(
+    line,
+    "machine during the Diff.Apply rounds: fresh page-cache writes at a median 3000 (min 150) in berthd's, " +
+      "130 (min 120) in containerd's rounds (MB/s; page-cache-probe.ts); Diff.Apply median over the rounds " +
+      "where it wrote >= 1000 MB/s: berthd 300 MB/s (3 of 4 rounds), containerd 140 MB/s (1 of 3 rounds)",
+  );
+});
+
+void test("no probes, no line; a daemon whose rounds were all slow says so", () => {
+  assert.equal(applyConditions({ berthd: summary([round(300)]) }, 1000), null);
+  assert.equal(applyConditions({ berthd: { ok: false, error: "down" } }, 1000), null);
+  const line = applyConditions({ berthd: summary([round(100, 200)]) }, 1000);
+  assert.match(line ?? "", /berthd none of 1$/);
+});
