@@ -186,6 +186,8 @@ runSection(async (cleanups) => {
     ),
     ...baselineRows,
   ];
+  const conditions = applyConditions(apply, CONFIG.probeFastMBps);
+  const notes = conditions === null ? [] : [conditions];
   const head = reportHead(started, machine, rows);
   const goals = head.targets;
   const report = {
@@ -197,8 +199,8 @@ runSection(async (cleanups) => {
       files: layer.plan.files,
       smallFiles: layer.plan.smallFiles,
     },
+    conditions: notes,
     raw: { apply, applySmall, unary },
   };
-  const conditions = applyConditions(apply, CONFIG.probeFastMBps);
-  return publishReport(OUT, report, machine, rows, goals, conditions === null ? [] : [conditions]);
+  return publishReport(OUT, report, machine, rows, goals, notes);
 });

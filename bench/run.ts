@@ -407,6 +407,7 @@ runSection(async (cleanups) => {
   ];
 
   const goals = checkTargets(rows);
+  const conditions = applyConditions(apply, CONFIG.applyProbeFastMBps);
   const berthdLogSummary = await summarizeLogFile(berthdLog);
   const report = {
     when: new Date().toISOString(),
@@ -438,6 +439,7 @@ runSection(async (cleanups) => {
     },
     rows: rows.map((r) => ({ ...r, ratio: ratio(r), verdict: verdict(r) })),
     targets: goals,
+    conditions: conditions === null ? [] : [conditions],
     berthdLog: berthdLogSummary,
     raw: { ctrVersion, version, imagesList, ingest, pullMulti, pullLarge, apply, memory, containers },
   };
@@ -454,7 +456,6 @@ runSection(async (cleanups) => {
   );
   process.stdout.write(`${renderTable(rows)}\n\n`);
   if (goals.length > 0) process.stdout.write(`${renderTargets(goals)}\n\n`);
-  const conditions = applyConditions(apply, CONFIG.applyProbeFastMBps);
   if (conditions !== null) process.stdout.write(`${conditions}\n\n`);
   const topWarning = berthdLogSummary.warnings[0];
   process.stdout.write(
