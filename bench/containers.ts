@@ -30,6 +30,8 @@ import type { Row } from "./report.js";
 import { errorText, interleavedRounds, mapOutcomes, type Outcome } from "./rounds.js";
 import { distinctResidentKiB } from "./resident-pages.js";
 import { settleDisks } from "./settle.js";
+import { describeProbes, probeFreshWrites } from "./page-cache-probe.js";
+import { MiB } from "./apply-layer.js";
 import { kibToMiB, processMemory, sumMemory, type MemoryKiB, type ProcessMemory } from "./smaps.js";
 import { median, summarize, type Summary } from "./stats.js";
 
@@ -48,6 +50,8 @@ export interface ContainerBenchConfig {
    * burst of work (its memory reducer), so the figure right after the start is not the steady one.
    */
   memorySettleSeconds: number;
+  /** Written into a new file after each concurrent round (page-cache-probe.ts); 0: no probe. */
+  probeMiB: number;
   /** The issue's goals: berthd/containerd at most this much. */
   runRmTargetRatio: number;
   concurrentTargetRatio: number;
@@ -66,6 +70,7 @@ export function containerBenchConfig(env: Record<string, string | undefined>): C
     concurrentRounds: envInt(env, "BENCH_CONCURRENT_ROUNDS", 5),
     memoryContainers: envInt(env, "BENCH_MEMORY_CONTAINERS", 50),
     memorySettleSeconds: envInt(env, "BENCH_MEMORY_SETTLE_SECONDS", 45, 0),
+    probeMiB: envInt(env, "BENCH_PROBE_MIB", 64, 0),
     runRmTargetRatio: 0.8,
     concurrentTargetRatio: 0.8,
     memoryTargetRatio: 0.5,
@@ -117,6 +122,8 @@ export interface ConcurrentRound {
   allExitedMs: number;
   /** CPU of the daemon and all it forked from the launch until quiet again (cleanup excluded). */
   cpuSeconds: number | null;
+  /** The machine's rate into fresh page cache right after the round (page-cache-probe.ts), MB/s. */
+  machineWriteMBps?: number;
 }
 
 export interface ConcurrentSummary {
@@ -375,14 +382,19 @@ async function runSection(opts: ContainerBenchOptions, cleanups: Cleanups): Prom
         );
         await quiet(d);
         const cpuAfter = await cpuNow(d);
-        const result = {
+        const probe = config.probeMiB > 0 ? probeFreshWrites(dir, config.probeMiB * MiB) : undefined;
+        const result: ConcurrentRound = {
           ...r,
           cpuSeconds: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore,
+          ...(probe === undefined ? {} : { machineWriteMBps: probe.megabytesPerSecond }),
         };
         log(
           `  ${name} ${round < 0 ? "warm-up" : `round ${round + 1}`}: all RUNNING after ` +
             `${result.runningMs.toFixed(0)} ms, all ctr exited after ` +
-            `${result.allExitedMs.toFixed(0)} ms, CPU ${((result.cpuSeconds ?? NaN) * 1000).toFixed(0)} ms`,
+            `${result.allExitedMs.toFixed(0)} ms, CPU ${((result.cpuSeconds ?? NaN) * 1000).toFixed(0)} ms` +
+            (result.machineWriteMBps === undefined
+              ? ""
+              : `; machine's page-cache writes ${result.machineWriteMBps.toFixed(0)} MB/s`),
         );
         return result;
       } finally {
@@ -709,4 +721,17 @@ export function containerRows(r: ContainerBenchResult): Row[] {
     idle("  idle daemon + spare shim PSS", (m) => kibToMiB(m.total.pss)),
     idle("  idle daemon + spare shim, distinct resident pages", (m) => kibToMiB(m.distinctKiB)),
   ];
+}
+
+/** The machine's state during the concurrent rounds, as a line under the targets (null: no probes). */
+export function concurrentConditions(result: ContainerBenchResult): string | null {
+  const rates: Record<string, number[]> = {};
+  for (const [name, outcome] of Object.entries(result.concurrent)) {
+    if (!outcome.ok) continue;
+    rates[name] = outcome.value.rounds.flatMap((r) =>
+      r.machineWriteMBps === undefined ? [] : [r.machineWriteMBps],
+    );
+  }
+  const probes = describeProbes(rates);
+  return probes === null ? null : `machine during the concurrent run -d rounds: ${probes}`;
 }

@@ -19,7 +19,7 @@ import { errorText, interleavedRounds, mapOutcomes, type Outcome } from "./round
 import { settleDisks } from "./settle.js";
 import { median } from "./stats.js";
 import { comparisonRow, type Row } from "./report.js";
-import { probeFreshWrites } from "./page-cache-probe.js";
+import { describeProbes, probeFreshWrites } from "./page-cache-probe.js";
 
 export const SNAPSHOTTER = "overlayfs";
 
@@ -243,14 +243,13 @@ export function applyConditions(
   apply: Partial<Record<string, Outcome<ApplySummary>>>,
   fastMBps: number,
 ): string | null {
-  const parts: string[] = [];
+  const rates: Record<string, number[]> = {};
   const fastParts: string[] = [];
   for (const [name, outcome] of Object.entries(apply)) {
     if (outcome === undefined || !outcome.ok) continue;
     const probed = outcome.value.rounds.filter((r) => r.machineWriteMBps !== undefined);
     if (probed.length === 0) continue;
-    const rates = probed.map((r) => r.machineWriteMBps ?? 0);
-    parts.push(`${median(rates).toFixed(0)} (min ${Math.min(...rates).toFixed(0)}) in ${name}'s`);
+    rates[name] = probed.map((r) => r.machineWriteMBps ?? 0);
     const fast = probed.filter((r) => (r.machineWriteMBps ?? 0) >= fastMBps);
     fastParts.push(
       fast.length === 0
@@ -259,10 +258,10 @@ export function applyConditions(
             `(${fast.length} of ${probed.length} rounds)`,
     );
   }
-  if (parts.length === 0) return null;
+  const probes = describeProbes(rates);
+  if (probes === null) return null;
   return (
-    `machine during the Diff.Apply rounds: fresh page-cache writes at a median ${parts.join(", ")} rounds ` +
-    `(MB/s; page-cache-probe.ts); Diff.Apply median over the rounds where it wrote >= ${fastMBps} MB/s: ` +
-    `${fastParts.join(", ")}`
+    `machine during the Diff.Apply rounds: ${probes}; Diff.Apply median over the rounds where it wrote ` +
+    `>= ${fastMBps} MB/s: ${fastParts.join(", ")}`
   );
 }

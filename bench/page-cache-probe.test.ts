@@ -5,8 +5,14 @@ import assert from "node:assert/strict";
 import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { probeFreshWrites } from "./page-cache-probe.js";
+import { describeProbes, probeFreshWrites } from "./page-cache-probe.js";
 import { applyConditions, type ApplyResult, type ApplySummary } from "./diff-apply.js";
+import {
+  concurrentConditions,
+  failedResult,
+  containerBenchConfig,
+  type ConcurrentRound,
+} from "./containers.js";
 import type { Outcome } from "./rounds.js";
 
 void test("the probe writes exactly the bytes asked for into a new file it leaves in the dir", async () => {
@@ -75,4 +81,37 @@ void test("no probes, no line; a daemon whose rounds were all slow says so", () 
   assert.equal(applyConditions({ berthd: { ok: false, error: "down" } }, 1000), null);
   const line = applyConditions({ berthd: summary([round(100, 200)]) }, 1000);
   assert.match(line ?? "", /berthd none of 1$/);
+});
+
+void test("describeProbes: median and minimum per daemon, daemons without probes left out", () => {
+  assert.equal(
+    describeProbes({ berthd: [5000, 100, 3000], containerd: [], other: [10, 20] }),
+    "fresh page-cache writes at a median 3000 (min 100) in berthd's, 15 (min 10) in other's rounds " +
+      "(MB/s; page-cache-probe.ts)",
+  );
+  assert.equal(describeProbes({ berthd: [] }), null);
+});
+
+void test("the concurrent rounds' line reads the probes of each daemon's rounds", () => {
+  const round = (machine?: number): ConcurrentRound => ({
+    runningMs: 500,
+    allExitedMs: 501,
+    cpuSeconds: 0.5,
+    ...(machine === undefined ? {} : { machineWriteMBps: machine }),
+  });
+  const summary = (rounds: ConcurrentRound[]) => ({
+    ok: true as const,
+    value: { rounds, medianRunningMs: 500, medianAllExitedMs: 501, medianCpuSeconds: 0.5 },
+  });
+  const result = failedResult(containerBenchConfig({}), "not run");
+  assert.equal(concurrentConditions(result), null);
+  result.concurrent = {
+    berthd: summary([round(200), round(4000), round(300)]),
+    containerd: summary([round()]),
+  };
+  assert.equal(
+    concurrentConditions(result),
+    "machine during the concurrent run -d rounds: fresh page-cache writes at a median 300 (min 200) in " +
+      "berthd's rounds (MB/s; page-cache-probe.ts)",
+  );
 });

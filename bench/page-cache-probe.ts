@@ -9,6 +9,7 @@
 import { closeSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
+import { median } from "./stats.js";
 
 export interface ProbeResult {
   /** 10^6 bytes per second into a new file (page cache, no fsync). */
@@ -41,4 +42,16 @@ export function probeFreshWrites(dir: string, bytes: number): ProbeResult {
   const seconds = (performance.now() - start) / 1000;
   const system = (process.cpuUsage().system - cpuBefore.system) / 1e6;
   return { megabytesPerSecond: bytes / 1e6 / seconds, systemSeconds: system };
+}
+
+/**
+ * "fresh page-cache writes at a median A (min B) in berthd's, C (min D) in containerd's rounds":
+ * the probes' rates (MB/s) by daemon; null when there are none.
+ */
+export function describeProbes(rates: Readonly<Record<string, readonly number[]>>): string | null {
+  const parts = Object.entries(rates)
+    .filter(([, r]) => r.length > 0)
+    .map(([name, r]) => `${median(r).toFixed(0)} (min ${Math.min(...r).toFixed(0)}) in ${name}'s`);
+  if (parts.length === 0) return null;
+  return `fresh page-cache writes at a median ${parts.join(", ")} rounds (MB/s; page-cache-probe.ts)`;
 }

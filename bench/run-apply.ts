@@ -30,7 +30,7 @@ const CONFIG = {
   namespace: "bench-apply",
   applyTargetMBps: 250,
   /** After each apply, this much written into a new file: the machine's own page-cache rate. */
-  probeMiB: envInt(process.env, "BENCH_APPLY_PROBE_MIB", 64, 0),
+  probeMiB: envInt(process.env, "BENCH_PROBE_MIB", 64, 0),
   /** The probe rate from which a round counts as taken on an unthrottled machine. */
   probeFastMBps: 1000,
 };

@@ -1,6 +1,6 @@
 // `node --import tsx bench/run-containers.ts`: only the container section of `npm run bench`
 // (containers.ts), on its own fresh berthd and containerd; prints the JSON, then the table.
-import { containerBench, containerBenchConfig, containerRows } from "./containers.js";
+import { concurrentConditions, containerBench, containerBenchConfig, containerRows } from "./containers.js";
 import { machineInfo } from "./machine-info.js";
 import { renderMachine } from "./report.js";
 import { publishReport, reportHead, runSection } from "./section-runner.js";
@@ -20,9 +20,12 @@ runSection(async (cleanups) => {
   const rows = containerRows(result);
   const head = reportHead(started, machine, rows);
   const goals = head.targets;
+  const conditions = concurrentConditions(result);
+  const notes = conditions === null ? [] : [conditions];
   const report = {
     ...head,
+    conditions: notes,
     raw: result,
   };
-  return publishReport(OUT, report, machine, rows, goals);
+  return publishReport(OUT, report, machine, rows, goals, notes);
 });

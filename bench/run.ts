@@ -14,7 +14,7 @@ import { buildApplyLayer } from "./apply-layer.js";
 import { summarizeLogFile } from "./berthd-wrapper.js";
 import { writeBlobFile } from "./blob-file.js";
 import { runSection } from "./section-runner.js";
-import { containerBench, containerBenchConfig, containerRows } from "./containers.js";
+import { concurrentConditions, containerBench, containerBenchConfig, containerRows } from "./containers.js";
 import { ingestOnce, type IngestResult } from "./content-ingest.js";
 import { timeCtr } from "./ctr-latency.js";
 import { applyConditions, applyRounds, applyRows } from "./diff-apply.js";
@@ -60,7 +60,7 @@ const CONFIG = {
   /** The issue's goal for Diff.Apply of gzip layers, uncompressed MB/s. */
   applyTargetMBps: 250,
   /** After each apply, this much written into a new file: the machine's own page-cache rate. */
-  applyProbeMiB: envInt(process.env, "BENCH_APPLY_PROBE_MIB", 64, 0),
+  applyProbeMiB: envInt(process.env, "BENCH_PROBE_MIB", 64, 0),
   /** The probe rate from which a round counts as taken on an unthrottled machine. */
   applyProbeFastMBps: 1000,
 };
@@ -407,7 +407,10 @@ runSection(async (cleanups) => {
   ];
 
   const goals = checkTargets(rows);
-  const conditions = applyConditions(apply, CONFIG.applyProbeFastMBps);
+  const conditions = [
+    applyConditions(apply, CONFIG.applyProbeFastMBps),
+    concurrentConditions(containers),
+  ].filter((line): line is string => line !== null);
   const berthdLogSummary = await summarizeLogFile(berthdLog);
   const report = {
     when: new Date().toISOString(),
@@ -439,7 +442,7 @@ runSection(async (cleanups) => {
     },
     rows: rows.map((r) => ({ ...r, ratio: ratio(r), verdict: verdict(r) })),
     targets: goals,
-    conditions: conditions === null ? [] : [conditions],
+    conditions,
     berthdLog: berthdLogSummary,
     raw: { ctrVersion, version, imagesList, ingest, pullMulti, pullLarge, apply, memory, containers },
   };
@@ -456,7 +459,7 @@ runSection(async (cleanups) => {
   );
   process.stdout.write(`${renderTable(rows)}\n\n`);
   if (goals.length > 0) process.stdout.write(`${renderTargets(goals)}\n\n`);
-  if (conditions !== null) process.stdout.write(`${conditions}\n\n`);
+  if (conditions.length > 0) process.stdout.write(`${conditions.join("\n")}\n\n`);
   const topWarning = berthdLogSummary.warnings[0];
   process.stdout.write(
     `berthd wrote ${berthdLogSummary.lines} log lines` +
