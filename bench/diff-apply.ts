@@ -136,8 +136,6 @@ export interface ApplySummary {
   medianSeconds: number;
   medianMegabytesPerSecond: number;
   medianDaemonCpuSeconds: number;
-  /** Median of the rounds' page-cache probes, null without them. */
-  medianMachineWriteMBps: number | null;
 }
 
 export interface ApplyRoundsOptions {
@@ -196,7 +194,6 @@ export async function applyRounds<N extends string>(
         medianSeconds: median(rs.map((r) => r.seconds)),
         medianMegabytesPerSecond: median(rs.map((r) => r.megabytesPerSecond)),
         medianDaemonCpuSeconds: median(rs.map((r) => r.daemonCpuSeconds)),
-        medianMachineWriteMBps: probeMedian(rs),
       })),
     );
     return out;
@@ -227,11 +224,6 @@ export function applyRows(
     },
     comparisonRow("  daemon CPU per apply", "s", "lower", apply, (s) => s.medianDaemonCpuSeconds),
   ];
-}
-
-function probeMedian(rounds: readonly ApplyResult[]): number | null {
-  const rates = rounds.flatMap((r) => (r.machineWriteMBps === undefined ? [] : [r.machineWriteMBps]));
-  return rates.length === 0 ? null : median(rates);
 }
 
 /**

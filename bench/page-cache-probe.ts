@@ -1,5 +1,6 @@
-// How fast this machine writes into fresh page cache right now: a reference taken in each Diff.Apply
-// round, because on the bench VM that rate is not a constant. The VM's memory is handed back to the
+// How fast this machine writes into fresh page cache right now: a reference taken after each
+// Diff.Apply round and each concurrent `run -d` round, because on the bench VM that rate is not a
+// constant. The VM's memory is handed back to the
 // host when the guest frees it (its page cache is reclaimed from outside: `Cached` stays near
 // 0.8 GiB after several GiB written), and the first touch of such a page costs a fault on the host.
 // In that state perf shows both daemons' applies spending their time in copy_folio_from_iter_atomic,
@@ -14,8 +15,6 @@ import { median } from "./stats.js";
 export interface ProbeResult {
   /** 10^6 bytes per second into a new file (page cache, no fsync). */
   megabytesPerSecond: number;
-  /** System CPU seconds the writes cost this process. */
-  systemSeconds: number;
 }
 
 let probeCount = 0;
@@ -29,7 +28,6 @@ export function probeFreshWrites(dir: string, bytes: number): ProbeResult {
   const chunk = randomBytes(1 << 20);
   const path = join(dir, `page-cache-probe-${process.pid}-${probeCount++}`);
   const fd = openSync(path, "wx", 0o600);
-  const cpuBefore = process.cpuUsage();
   const start = performance.now();
   try {
     for (let written = 0; written < bytes; ) {
@@ -40,8 +38,7 @@ export function probeFreshWrites(dir: string, bytes: number): ProbeResult {
     closeSync(fd);
   }
   const seconds = (performance.now() - start) / 1000;
-  const system = (process.cpuUsage().system - cpuBefore.system) / 1e6;
-  return { megabytesPerSecond: bytes / 1e6 / seconds, systemSeconds: system };
+  return { megabytesPerSecond: bytes / 1e6 / seconds };
 }
 
 /**
