@@ -12,6 +12,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { AnySchema } from "@bufbuild/protobuf/wkt";
 import { TaskOOMSchema } from "../../src/gen/containerd/events/task_pb.js";
 import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
+import { freePort } from "../harness/free-port.js";
 
 const run = promisify(execFile);
 
@@ -57,7 +58,7 @@ void test("`berthd config default` prints a complete TOML config; `config dump` 
 
 void test("logs are JSON lines; metrics are served at /v1/metrics with the GC pause", async () => {
   const dir = await makeTempDir("metrics");
-  const port = 20000 + Math.floor(Math.random() * 30000);
+  const port = await freePort();
   const file = join(dir, "config.toml");
   await writeFile(file, `version = 2\n[metrics]\naddress = "127.0.0.1:${port}"\n`);
   const d = await startBerthd({ extraArgs: ["--config", file] });

@@ -1,9 +1,9 @@
 // A private, real Docker registry (distribution 2.8, Debian's docker-registry) on 127.0.0.1, for
 // `ctr images pull --plain-http` tests: filesystem storage in a temp dir, deletes enabled, quiet logs.
 import { writeFile, mkdir } from "node:fs/promises";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { spawnDaemon, type DaemonProcess } from "./daemon-process.js";
+import { freePort } from "./free-port.js";
 import { makeTempDir, removeTempDir } from "./temp-dir.js";
 import { logTail } from "./wait-ready.js";
 
@@ -28,19 +28,6 @@ export interface RegistryHandle {
   pid: number;
   logs(): string;
   stop(): Promise<void>;
-}
-
-/** A port that was free a moment ago: listen on port 0, read the port, close. */
-export function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error("no port from listen(0)"))));
-    });
-  });
 }
 
 /** The registry's YAML config. Strings are JSON-quoted, which YAML accepts as double-quoted scalars. */

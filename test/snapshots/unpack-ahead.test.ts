@@ -19,6 +19,7 @@ import { ctrOk } from "../harness/ctr.js";
 import { startRegistry, type RegistryHandle } from "../harness/registry.js";
 import { checkRootfs } from "../harness/rootfs-check.js";
 import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
+import { freePort } from "../harness/free-port.js";
 
 interface Daemon {
   berthd: BerthdHandle;
@@ -26,7 +27,7 @@ interface Daemon {
 }
 
 async function startWith(dir: string, name: string, unpackAhead: boolean): Promise<Daemon> {
-  const metricsPort = 20000 + Math.floor(Math.random() * 30000);
+  const metricsPort = await freePort();
   const file = join(dir, `${name}.toml`);
   await writeFile(
     file,
@@ -65,7 +66,9 @@ void describe("unpack-ahead under ctr images pull", { timeout: 300_000, skip }, 
     image = await multiLayerTestImage("gzip", { repo: "berth/unpack-ahead" });
     await pushImage(registry.url, image.repo, image.tag, image);
     ref = imageRef(registry.host, image);
-    [ahead, plain] = await Promise.all([startWith(work, "ahead", true), startWith(work, "plain", false)]);
+    // One at a time: if the second fails, the first is already assigned, and after() stops it.
+    ahead = await startWith(work, "ahead", true);
+    plain = await startWith(work, "plain", false);
   });
 
   after(async () => {
