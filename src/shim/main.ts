@@ -16,6 +16,7 @@ import { Container } from "./container.js";
 import { createPublisher } from "./publisher.js";
 import { Reaper } from "./reaper.js";
 import { reaperSpawner } from "./spawner.js";
+import { CgroupAttachWarmup } from "./cgroup-attach-warmup.js";
 import { Runc, readPidFile } from "./runc.js";
 import { createShimService, runcRootFor } from "./task-service.js";
 import { canConnect, groupSocket, shimGroup, spawnServer } from "./launch.js";
@@ -121,6 +122,7 @@ async function serve(flags: ShimFlags): Promise<void> {
     publisher,
     onSpawn: (child) => reaper.trackSpawned(child),
     spawner: reaperSpawner(reaper),
+    cgroupWarmup: new CgroupAttachWarmup(),
     exit,
     log,
   });

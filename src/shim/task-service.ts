@@ -42,6 +42,8 @@ export interface ShimServiceDeps {
   onSpawn: NonNullable<ConstructorParameters<typeof Runc>[0]>["onSpawn"];
   /** Starts runc without forking the shim (spawner.ts); child_process when absent. */
   spawner?: Spawner;
+  /** Told when runc is about to move a process into a cgroup (cgroup-attach-warmup.ts). */
+  cgroupWarmup?: { kick(): Promise<void> };
   /** Called after Shutdown when no container is left: the shim exits. */
   exit: () => void;
   log: (msg: string) => void;
@@ -90,6 +92,8 @@ export function createShimService(deps: ShimServiceDeps): ShimService {
   }
 
   async function createContainer(req: CreateTaskRequest, ctx: TtrpcCallContext): Promise<{ pid: number }> {
+    // runc create's first cgroup write is some 5-10 ms away: the lock's grace period starts now.
+    void deps.cgroupWarmup?.kick();
     const namespace = nsOf(ctx);
     let opts: { noPivotRoot?: boolean; binaryName?: string; root?: string; systemdCgroup?: boolean } = {};
     if (req.options && req.options.typeUrl.endsWith(OptionsSchema.typeName))
@@ -165,6 +169,8 @@ export function createShimService(deps: ShimServiceDeps): ShimService {
       const target = c.process(req.execId);
       let opened!: () => void;
       target.startGate = new Promise<void>((r) => (opened = r));
+      // runc exec moves its process into the container's cgroups.
+      if (req.execId !== "") void deps.cgroupWarmup?.kick();
       try {
         const p = await c.start(req.execId);
         if (req.execId === "")
