@@ -16,7 +16,7 @@ import { Container } from "./container.js";
 import { createPublisher } from "./publisher.js";
 import { Reaper } from "./reaper.js";
 import { reaperSpawner } from "./spawner.js";
-import { CgroupAttachWarmup } from "./cgroup-attach-warmup.js";
+import { CgroupAttachWarmup } from "../sys/cgroup-attach-warmup.js";
 import { Runc, readPidFile } from "./runc.js";
 import { createShimService, runcRootFor } from "./task-service.js";
 import { canConnect, groupSocket, shimGroup, spawnServer } from "./launch.js";
