@@ -7,13 +7,9 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-/**
- * The shim's entry script (dist/shim/main.js in a build). Named from the parent directory, so that
- * it resolves the same from this file and from the bundles this file is part of, which sit in
- * dist/shim/ and dist/daemon/ (scripts/bundle.mjs).
- */
+/** The shim's entry script beside this file (dist/shim/main.js in a build). */
 export const shimMainScript = fileURLToPath(
-  new URL(`../shim/main${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url),
+  new URL(`./main${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url),
 );
 
 export interface ServerFlags {
