@@ -84,10 +84,11 @@ export async function summarizeLogFile(path: string): Promise<LogSummary> {
  */
 export async function startWrappedBerthd(
   dir: string,
-  opts: BerthdWrapperOptions & { logFile: string; logLevel?: string },
+  opts: BerthdWrapperOptions & { logFile: string; logLevel?: string; state?: string },
 ): Promise<BerthdHandle> {
   const binary = await writeBerthdWrapper(dir, opts);
-  return startBerthd({ extraArgs: ["--log-level", opts.logLevel ?? "info"], binary }).catch(
+  const extraArgs = ["--log-level", opts.logLevel ?? "info"];
+  return startBerthd({ extraArgs, binary, ...(opts.state ? { state: opts.state } : {}) }).catch(
     async (err: unknown) => {
       const tail = (await readFile(opts.logFile, "utf8").catch(() => "")).split("\n").slice(-20).join("\n");
       throw new Error(`${errorText(err)}\n--- ${opts.logFile} tail ---\n${tail}`);

@@ -29,6 +29,8 @@ export interface ContainerdOptions {
   extraConfig?: string;
   /** Environment for containerd (and so for the shims it starts), e.g. a PATH with our shim. */
   env?: Record<string, string>;
+  /** The state dir (bundles); `<temp dir>/state` by default. Whoever gives one removes it. */
+  state?: string;
 }
 
 export interface ContainerdHandle {
@@ -54,7 +56,7 @@ export function containerdConfig(dir: string, opts: ContainerdOptions = {}): str
   return [
     "version = 2",
     `root = ${tomlString(join(dir, "root"))}`,
-    `state = ${tomlString(join(dir, "state"))}`,
+    `state = ${tomlString(opts.state ?? join(dir, "state"))}`,
     `disabled_plugins = [${disabled.map(tomlString).join(", ")}]`,
     "",
     "[grpc]",
@@ -87,7 +89,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
   const dir = await makeTempDir("containerd");
   const address = join(dir, "containerd.sock");
   const root = join(dir, "root");
-  const state = join(dir, "state");
+  const state = opts.state ?? join(dir, "state");
   const fifoDir = join(dir, "fifo");
   await mkdir(fifoDir, { recursive: true });
   const configPath = join(dir, "config.toml");
