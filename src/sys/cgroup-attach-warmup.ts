@@ -23,6 +23,7 @@
 import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
+import { unescapeMountinfo } from "./mountinfo.js";
 
 /** The mount point of the cgroup v2 hierarchy in mountinfo text, when its root is mounted. */
 export function unifiedMountPoint(mountinfo: string): string | undefined {
@@ -48,11 +49,6 @@ export function unifiedCgroupPath(procCgroup: string): string | undefined {
     return path;
   }
   return undefined;
-}
-
-/** mountinfo escapes space, tab, newline and backslash as octal. */
-function unescapeMountinfo(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
 
 export interface CgroupAttachWarmupOptions {

@@ -6,6 +6,7 @@ import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { MNT, MS, mount, unmount, unmountOffThread } from "../../sys/mount.js";
 import { hasCode } from "../../sys/errno.js";
+import { unescapeMountinfo } from "../../sys/mountinfo.js";
 import { AT, O, close, openat, openInRoot } from "../../sys/fs-at.js";
 import type { Mount } from "./mount-types.js";
 
@@ -314,11 +315,6 @@ export async function withTempMount<T>(
   await rmdir(root).catch(() => undefined);
   if (!result.ok) throw result.error;
   return result.value;
-}
-
-/** Decodes mountinfo's octal escapes (\040 for a space, ...). */
-function unescapeMountinfo(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 
 /** Mount points at or below dir in this process's mount namespace, deepest first. */
