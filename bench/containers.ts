@@ -15,6 +15,7 @@ import { ctrOk, runCtr } from "../test/harness/ctr.js";
 import { pidsWithArgs } from "../test/harness/process-tree.js";
 import { makeTempDir, removeTempDir } from "../test/harness/temp-dir.js";
 import { startDaemonPair } from "./daemon-pair.js";
+import { ctrBurst } from "./ctr-burst.js";
 import { summarizeLogFile, type LogSummary } from "./berthd-wrapper.js";
 import { createCleanups, type Cleanups } from "./cleanups.js";
 import {
@@ -124,6 +125,8 @@ export interface ConcurrentRound {
   runningMs: number;
   /** From launching until the last `ctr run -d` exited. */
   allExitedMs: number;
+  /** From the launch until the shell had started every ctr process (ctr-burst.ts). */
+  launchMs: number;
   /** CPU of the daemon and all it forked from the launch until quiet again (cleanup excluded). */
   cpuSeconds: number | null;
   /** The machine's rate into fresh page cache right after the round (page-cache-probe.ts), MB/s. */
@@ -395,8 +398,13 @@ async function runSection(opts: ContainerBenchOptions, cleanups: Cleanups): Prom
       const ids = Array.from({ length: config.concurrent }, (_, i) => `c${++roundId}-${i}`);
       try {
         const cpuBefore = await cpuNow(d);
-        const r = await concurrentRun(d, watches[name], ns, ids, (id) =>
-          runArgs(name, id, ["-d", IMAGE, id, "sleep", "1000"]),
+        const r = await concurrentRun(
+          d,
+          watches[name],
+          ns,
+          ids,
+          (id) => runArgs(name, id, ["-d", IMAGE, id, "sleep", "1000"]),
+          join(dir, "burst", `${roundId}`),
         );
         await quiet(d);
         const cpuAfter = await cpuNow(d);
@@ -409,7 +417,7 @@ async function runSection(opts: ContainerBenchOptions, cleanups: Cleanups): Prom
         log(
           `  ${name} ${round < 0 ? "warm-up" : `round ${round + 1}`}: all RUNNING after ` +
             `${result.runningMs.toFixed(0)} ms, all ctr exited after ` +
-            `${result.allExitedMs.toFixed(0)} ms, CPU ${((result.cpuSeconds ?? NaN) * 1000).toFixed(0)} ms` +
+            `${result.allExitedMs.toFixed(0)} ms (all launched after ${result.launchMs.toFixed(0)} ms), CPU ${((result.cpuSeconds ?? NaN) * 1000).toFixed(0)} ms` +
             (result.machineWriteMBps === undefined
               ? ""
               : `; machine's page-cache writes ${result.machineWriteMBps.toFixed(0)} MB/s`),
@@ -544,31 +552,30 @@ async function concurrentRun(
   ns: string,
   ids: readonly string[],
   args: (id: string) => string[],
+  stderrDir: string,
 ): Promise<Omit<ConcurrentRound, "cpuSeconds">> {
+  await mkdir(stderrDir, { recursive: true });
   const start = performance.now();
-  let allExitedMs = 0;
-  let failure: string | undefined;
-  const runs = Promise.all(
-    ids.map(async (id) => {
-      const r = await runCtr(d.address, args(id), { namespace: ns, timeoutMs: 120_000 });
-      allExitedMs = Math.max(allExitedMs, performance.now() - start);
-      if (r.code !== 0) failure ??= `ctr run -d ${id} exited ${r.code}: ${r.stderr.trim()}`;
-    }),
-  );
   const running = watch.allStarted(ns, ids, 120_000).then(
-    (at) => at - start,
-    (err: unknown) => {
-      failure ??= errorText(err);
-      return undefined;
-    },
+    (at) => ({ ms: at - start }),
+    (err: unknown) => ({ error: errorText(err) }),
   );
-  await runs;
-  const runningMs = failure === undefined ? await running : undefined;
-  if (failure !== undefined || runningMs === undefined) throw new Error(failure ?? "not RUNNING");
+  const burst = await ctrBurst(d.address, ns, ids.map(args), stderrDir, 120_000);
+  const failed = burst.exits.findIndex((e) => e.code !== 0);
+  if (failed >= 0) {
+    const e = burst.exits[failed];
+    throw new Error(`ctr run -d ${ids[failed]} exited ${e?.code}: ${e?.stderr.trim()}`);
+  }
+  const r = await running;
+  if ("error" in r) throw new Error(r.error);
   // Not timed: what the events said, as `ctr tasks ls` sees it.
   const notRunning = notInStatus(await tasksLs(d, ns), ids, "RUNNING");
   if (notRunning.length > 0) throw new Error(`started but not RUNNING: ${notRunning.join(" ")}`);
-  return { runningMs, allExitedMs };
+  return {
+    runningMs: r.ms,
+    allExitedMs: Math.max(...burst.exits.map((e) => e.exitedMs)),
+    launchMs: burst.launchedMs,
+  };
 }
 
 /** kill -9, wait until stopped, tasks rm, containers rm; tolerant of what was never created. */

@@ -95,6 +95,7 @@ void test("the concurrent rounds' line reads the probes of each daemon's rounds"
   const round = (machine?: number): ConcurrentRound => ({
     runningMs: 500,
     allExitedMs: 501,
+    launchMs: 3,
     cpuSeconds: 0.5,
     ...(machine === undefined ? {} : { machineWriteMBps: machine }),
   });

@@ -20,11 +20,11 @@ export interface CtrResult {
   stderr: string;
 }
 
-function ctrArgv(address: string, args: readonly string[], namespace: string | undefined): string[] {
+export function ctrArgv(address: string, args: readonly string[], namespace: string | undefined): string[] {
   return ["--address", address, "--namespace", namespace ?? "default", ...args];
 }
 
-function ctrEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
+export function ctrEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
   // Drop inherited CONTAINERD_* settings so that only the flags decide where ctr goes.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("CONTAINERD_")));
   return { ...env, ...extra };

@@ -1,0 +1,109 @@
+// Many ctr processes started at once, for the concurrent-start rounds. Starting them one by one
+// from the bench process (child_process.spawn) forks that whole Node process for each: 20 launches
+// took it 100-190 ms on this 2-CPU VM, time during which the last ctr processes had not even been
+// started, counted in both daemons' rounds alike. Here one small shell starts them all (a dash fork
+// costs a fraction of a millisecond) and reports each exit on its stdout as it happens.
+import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { CTR_PATH, ctrArgv, ctrEnv } from "../test/harness/ctr.js";
+
+export interface BurstExit {
+  /** Exit code (128 + n when ctr died from signal n, as the shell reports it). */
+  code: number;
+  /** ctr's stderr. */
+  stderr: string;
+  /** From the call until this ctr exited, ms. */
+  exitedMs: number;
+}
+
+export interface BurstResult {
+  /** From the call until the shell had started every ctr, ms. */
+  launchedMs: number;
+  /** In the order of argsList. */
+  exits: BurstExit[];
+}
+
+const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** The shell script: each ctr in a background subshell that reports `exit <i> <code>`. */
+export function burstScript(
+  address: string,
+  namespace: string,
+  argsList: readonly string[][],
+  dir: string,
+): string {
+  const lines = [
+    'run() { i=$1; shift; "$@" </dev/null >/dev/null 2>' + quote(dir) + '/"$i".err; echo "exit $i $?"; }',
+  ];
+  argsList.forEach((args, i) => {
+    lines.push(`run ${i} ${[CTR_PATH, ...ctrArgv(address, args, namespace)].map(quote).join(" ")} &`);
+  });
+  lines.push("echo launched", "wait", "");
+  return lines.join("\n");
+}
+
+/**
+ * Runs `ctr <args>` for every entry of argsList at once against address, stderr kept in files in
+ * dir (which must exist). Resolves when all have exited, whatever their codes; rejects after
+ * timeoutMs (killing them all) or when the shell fails.
+ */
+export function ctrBurst(
+  address: string,
+  namespace: string,
+  argsList: readonly string[][],
+  dir: string,
+  timeoutMs: number,
+): Promise<BurstResult> {
+  const start = performance.now();
+  const child = spawn("/bin/sh", ["-c", burstScript(address, namespace, argsList, dir)], {
+    env: ctrEnv(undefined),
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true, // its own process group, so that a timeout can kill every ctr
+  });
+  let launchedMs: number | undefined;
+  const exitedAt = new Map<number, { code: number; ms: number }>();
+  let pending = "";
+  let shellErr = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    const now = performance.now() - start;
+    pending += chunk.toString();
+    const lines = pending.split("\n");
+    pending = lines.pop() ?? "";
+    for (const line of lines) {
+      const m = /^exit (\d+) (\d+)$/.exec(line);
+      if (m !== null) exitedAt.set(Number(m[1]), { code: Number(m[2]), ms: now });
+      else if (line === "launched") launchedMs = now;
+    }
+  });
+  child.stderr.on("data", (chunk: Buffer) => (shellErr += chunk.toString()));
+  return new Promise<BurstResult>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-(child.pid ?? 0), "SIGKILL");
+      } catch {
+        // already gone
+      }
+      reject(new Error(`${argsList.length} ctr processes did not all exit within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      if (code !== 0 || launchedMs === undefined || exitedAt.size !== argsList.length) {
+        reject(new Error(`the ctr launcher shell exited ${code} after ${exitedAt.size} exits: ${shellErr}`));
+        return;
+      }
+      const launched = launchedMs;
+      Promise.all(
+        argsList.map(async (_args, i): Promise<BurstExit> => {
+          const exit = exitedAt.get(i) ?? { code: -1, ms: NaN };
+          const stderr = await readFile(join(dir, `${i}.err`), "utf8").catch(() => "");
+          return { code: exit.code, stderr, exitedMs: exit.ms };
+        }),
+      ).then((exits) => resolve({ launchedMs: launched, exits }), reject);
+    });
+  });
+}
