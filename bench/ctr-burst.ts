@@ -1,8 +1,9 @@
 // Many ctr processes started at once, for the concurrent-start rounds. Starting them one by one
 // from the bench process (child_process.spawn) forks that whole Node process for each: 20 launches
 // took it 100-190 ms on this 2-CPU VM, time during which the last ctr processes had not even been
-// started, counted in both daemons' rounds alike. Here one small shell starts them all (a dash fork
-// costs a fraction of a millisecond) and reports each exit on its stdout as it happens.
+// started, counted in both daemons' rounds alike. Here one small shell, started before the clock,
+// waits for a go on its stdin, then starts them all (a dash fork costs a fraction of a millisecond)
+// and reports each exit on its stdout as it happens.
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -13,12 +14,14 @@ export interface BurstExit {
   code: number;
   /** ctr's stderr. */
   stderr: string;
-  /** From the call until this ctr exited, ms. */
+  /** From the go until this ctr exited, ms. */
   exitedMs: number;
 }
 
 export interface BurstResult {
-  /** From the call until the shell had started every ctr, ms. */
+  /** performance.now() when the go was given: the start of the clock. */
+  startedAt: number;
+  /** From the go until the shell had started every ctr, ms. */
   launchedMs: number;
   /** In the order of argsList. */
   exits: BurstExit[];
@@ -34,6 +37,8 @@ export function burstScript(
   dir: string,
 ): string {
   const lines = [
+    "echo ready",
+    "read go || exit 1",
     'run() { i=$1; shift; "$@" </dev/null >/dev/null 2>' + quote(dir) + '/"$i".err; echo "exit $i $?"; }',
   ];
   argsList.forEach((args, i) => {
@@ -45,8 +50,8 @@ export function burstScript(
 
 /**
  * Runs `ctr <args>` for every entry of argsList at once against address, stderr kept in files in
- * dir (which must exist). Resolves when all have exited, whatever their codes; rejects after
- * timeoutMs (killing them all) or when the shell fails.
+ * dir (which must exist). The clock starts once the shell is up. Resolves when all have exited,
+ * whatever their codes; rejects after timeoutMs (killing them all) or when the shell fails.
  */
 export function ctrBurst(
   address: string,
@@ -55,10 +60,10 @@ export function ctrBurst(
   dir: string,
   timeoutMs: number,
 ): Promise<BurstResult> {
-  const start = performance.now();
+  let start = NaN;
   const child = spawn("/bin/sh", ["-c", burstScript(address, namespace, argsList, dir)], {
     env: ctrEnv(undefined),
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["pipe", "pipe", "pipe"],
     detached: true, // its own process group, so that a timeout can kill every ctr
   });
   let launchedMs: number | undefined;
@@ -66,7 +71,7 @@ export function ctrBurst(
   let pending = "";
   let shellErr = "";
   child.stdout.on("data", (chunk: Buffer) => {
-    const now = performance.now() - start;
+    const now = performance.now() - start; // NaN before the go: nothing but "ready" comes then
     pending += chunk.toString();
     const lines = pending.split("\n");
     pending = lines.pop() ?? "";
@@ -74,9 +79,14 @@ export function ctrBurst(
       const m = /^exit (\d+) (\d+)$/.exec(line);
       if (m !== null) exitedAt.set(Number(m[1]), { code: Number(m[2]), ms: now });
       else if (line === "launched") launchedMs = now;
+      else if (line === "ready") {
+        start = performance.now();
+        child.stdin.end("go\n");
+      }
     }
   });
   child.stderr.on("data", (chunk: Buffer) => (shellErr += chunk.toString()));
+  child.stdin.on("error", () => undefined); // the shell gone early: its exit code says why
   return new Promise<BurstResult>((resolve, reject) => {
     const timer = setTimeout(() => {
       try {
@@ -103,7 +113,7 @@ export function ctrBurst(
           const stderr = await readFile(join(dir, `${i}.err`), "utf8").catch(() => "");
           return { code: exit.code, stderr, exitedMs: exit.ms };
         }),
-      ).then((exits) => resolve({ launchedMs: launched, exits }), reject);
+      ).then((exits) => resolve({ startedAt: start, launchedMs: launched, exits }), reject);
     });
   });
 }

@@ -15,6 +15,7 @@ import { sha256Digest } from "../fixtures/descriptor.js";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { ctrOk, runCtr } from "../harness/ctr.js";
 import { removeTempDir } from "../harness/temp-dir.js";
+import { removeCgroupParents } from "../harness/cgroups.js";
 import { makeTaskWork } from "./task-work.js";
 
 const IMAGE = "docker.io/library/busybox:checkpoint";
@@ -70,6 +71,7 @@ void describe("checkpoint and restore", { timeout: 120_000 }, () => {
   after(async () => {
     await berthd?.killShims();
     await berthd?.stop();
+    await removeCgroupParents([ns]);
     if (work) await removeTempDir(work);
   });
 

@@ -10,6 +10,7 @@ import { createClient, isCode, Tasks } from "../../src/client/index.js";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { ctrOk, runCtr } from "../harness/ctr.js";
 import { removeTempDir } from "../harness/temp-dir.js";
+import { removeCgroupParents } from "../harness/cgroups.js";
 import { makeTaskWork } from "./task-work.js";
 
 const IMAGE = "docker.io/library/busybox:isolation";
@@ -33,6 +34,7 @@ void describe("container isolation through the Berth shim", { timeout: 120_000 }
   after(async () => {
     await berthd?.killShims();
     await berthd?.stop();
+    await removeCgroupParents([ns]);
     if (work) await removeTempDir(work);
   });
 

@@ -14,6 +14,7 @@ import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { ctrOk, runCtr, spawnCtr } from "../harness/ctr.js";
 import { waitGone } from "../harness/process-tree.js";
 import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
+import { removeCgroupParents } from "../harness/cgroups.js";
 
 const IMAGE = "docker.io/library/busybox:restart";
 const COUNT = 10;
@@ -62,6 +63,7 @@ export function restartSuite(runtime: string, label: string): void {
           await berthd.killShims();
           await berthd.stop();
         }
+        await removeCgroupParents([ns]);
         await removeTempDir(work);
       });
 

@@ -10,6 +10,7 @@ import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { ctrOk } from "../harness/ctr.js";
 import { waitGone } from "../harness/process-tree.js";
 import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
+import { removeCgroupParents } from "../harness/cgroups.js";
 import { makeTaskWork } from "./task-work.js";
 
 const IMAGE = "docker.io/library/busybox:spares";
@@ -44,6 +45,7 @@ void describe("the pool of Berth shims", { timeout: 120_000 }, () => {
   after(async () => {
     await berthd?.killShims();
     await berthd?.stop();
+    await removeCgroupParents([ns, `shimlog-${process.pid}`]);
     await removeTempDir(work);
   });
 

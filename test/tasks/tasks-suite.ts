@@ -13,6 +13,7 @@ import { startContainerd, type ContainerdHandle } from "../harness/containerd.js
 import { runCtr, spawnCtr } from "../harness/ctr.js";
 import { normalizePids } from "../harness/normalize.js";
 import { makeTempDir, removeTempDir } from "../harness/temp-dir.js";
+import { removeCgroupParents } from "../harness/cgroups.js";
 import { DAEMONS, sideBySide, type Daemon } from "../compat/side-by-side.js";
 
 const IMAGE = "docker.io/library/busybox:tasks";
@@ -72,6 +73,7 @@ export function tasksSuite(runtime: string, label: string): void {
           );
       }
       await Promise.allSettled([berthd?.killShims(), berthd?.stop(), containerd?.stop()]);
+      await removeCgroupParents(DAEMONS.map((d) => `/${d}-${ns}`));
       if (work) await removeTempDir(work);
     });
 

@@ -11,6 +11,7 @@ import { createClient, Tasks } from "../../src/client/index.js";
 import { startBerthd, type BerthdHandle } from "../harness/berthd.js";
 import { CTR_PATH, ctrOk, runCtr, spawnCtr } from "../harness/ctr.js";
 import { removeTempDir } from "../harness/temp-dir.js";
+import { removeCgroupParents } from "../harness/cgroups.js";
 import { makeTaskWork } from "./task-work.js";
 
 const IMAGE = "docker.io/library/busybox:tty";
@@ -60,6 +61,7 @@ void describe("ctr run -t, --log-uri and 20 concurrent runs on berthd", { timeou
   after(async () => {
     await berthd?.killShims();
     await berthd?.stop();
+    await removeCgroupParents([ns]);
     if (work) await removeTempDir(work);
   });
 
