@@ -255,6 +255,7 @@ async function runSection(opts: ContainerBenchOptions, cleanups: Cleanups): Prom
   await writeOciArchive(archive, { image: await busyboxImage({ format: "oci" }), name: IMAGE });
 
   log("starting a fresh berthd and containerd for the container benchmarks...");
+  log(`  ${await forkCost()}`);
   const { berthd, containerd } = await startDaemonPair(dir, cleanups, {
     logFile: berthdLog,
     cpuProfileDir: opts.berthdCpuProfileDir,
@@ -755,4 +756,27 @@ export function concurrentConditions(result: ContainerBenchResult): string | nul
   }
   const probes = describeProbes(rates);
   return probes === null ? null : `machine during the concurrent run -d rounds: ${probes}`;
+}
+
+/**
+ * What one child_process spawn (a fork of this process) costs the bench process now, against
+ * posix_spawn: why the timed ctr processes are started with the latter (light-spawn.ts).
+ */
+async function forkCost(): Promise<string> {
+  const time = async (start: () => Promise<unknown>): Promise<number> => {
+    const samples: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t = performance.now();
+      await start();
+      samples.push(performance.now() - t);
+    }
+    return median(samples);
+  };
+  const forked = await time(() => execFileAsync("/bin/true"));
+  const vforked = await time(() => runLight("/bin/true", [], {}, 10_000));
+  const rss = process.memoryUsage().rss / MiB;
+  return (
+    `bench process: RSS ${rss.toFixed(0)} MiB; running /bin/true takes it ${forked.toFixed(1)} ms ` +
+    `through child_process, ${vforked.toFixed(1)} ms through posix_spawn (medians of 5)`
+  );
 }

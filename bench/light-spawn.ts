@@ -1,7 +1,7 @@
 // Runs a program from the bench process without forking it. child_process.spawn forks the whole
 // bench process, and by the container section that process has been through the pull and apply
-// sections: one fork then cost it 10-15 ms (the burst launcher's "all launched after" was 15-26 ms in
-// full runs against 6-12 ms in a section run of its own), inside every timed `ctr run --rm` of both
+// sections: at 397 MiB of RSS, running /bin/true through child_process took it 7.1 ms against 1.4 ms
+// through posix_spawn (the container section logs both), inside every timed `ctr run --rm` of both
 // daemons. posix_spawn (src/sys/spawn.ts) clones with CLONE_VM | CLONE_VFORK, whatever the size of
 // the process. The child is reaped here through a pidfd: libuv reaps only the children it spawned.
 import { Socket } from "node:net";
