@@ -60,46 +60,83 @@ function buildCanonical(): Canonical {
 
 const canonical = buildCanonical();
 
+/**
+ * For each value of the next 8 bits: (symbol << 4) | length when the code of some symbol of at most
+ * 8 bits is their prefix (the common header characters: letters, digits, "-", "/", "."), else 0.
+ */
+function buildShortCodes(): Uint16Array {
+  const table = new Uint16Array(256);
+  for (let sym = 0; sym < EOS; sym++) {
+    const len = CODE_LENGTHS[sym]!;
+    if (len > 8) continue;
+    const startValue = canonical.code[sym]! << (8 - len);
+    for (let v = startValue; v < startValue + (1 << (8 - len)); v++) table[v] = (sym << 4) | len;
+  }
+  return table;
+}
+
+const shortCodes = buildShortCodes();
+
 export class HuffmanError extends Error {}
 
-/** Decodes a Huffman-coded HPACK string literal (RFC 7541, section 5.2). */
+/**
+ * Decodes a Huffman-coded HPACK string literal (RFC 7541, section 5.2). Codes of up to 8 bits are
+ * read with one look-up of the next 8 bits; longer ones bit by bit through the canonical code.
+ * The bit buffer stays within 31 bits, so all of it is 32-bit integer arithmetic.
+ */
 export function huffmanDecode(input: Uint8Array): string {
   const { first, count, offset, symbols } = canonical;
-  const out: number[] = [];
-  let acc = 0; // bits not yet consumed, right-aligned
+  // The shortest code has 5 bits: at most 8/5 symbols per byte.
+  const out = Buffer.allocUnsafe(Math.ceil((input.length * 8) / 5));
+  let n = 0;
+  let acc = 0; // the `bits` bits not yet consumed, right-aligned
   let bits = 0;
   let pos = 0;
   for (;;) {
-    // Keep at least MAX_LENGTH bits in hand while input remains (acc stays within 38 bits: use
-    // a float-safe multiply instead of << beyond 31 bits).
-    while (bits < MAX_LENGTH && pos < input.length) {
-      acc = acc * 256 + input[pos++]!;
+    while (bits <= 23 && pos < input.length) {
+      acc = (acc << 8) | input[pos++]!;
       bits += 8;
     }
     if (bits === 0) break;
-    let matched = false;
-    for (let len = 5; len <= MAX_LENGTH && len <= bits; len++) {
-      const code = Math.floor(acc / 2 ** (bits - len));
+    const next8 = bits >= 8 ? (acc >>> (bits - 8)) & 0xff : (acc << (8 - bits)) & 0xff;
+    const short = shortCodes[next8]!;
+    if (short !== 0 && (short & 15) <= bits) {
+      out[n++] = short >>> 4;
+      bits -= short & 15;
+      acc &= (1 << bits) - 1;
+      continue;
+    }
+    // A longer code, or the end: walk the canonical code one bit at a time.
+    let code = 0;
+    let len = 0;
+    let sym = -1;
+    while (len < MAX_LENGTH) {
+      if (bits === 0) {
+        if (pos >= input.length) break;
+        acc = input[pos++]!;
+        bits = 8;
+      }
+      bits--;
+      code = (code << 1) | ((acc >>> bits) & 1);
+      acc &= (1 << bits) - 1;
+      len++;
       const rel = code - first[len]!;
       if (rel >= 0 && rel < count[len]!) {
-        const sym = symbols[offset[len]! + rel]!;
-        if (sym === EOS) throw new HuffmanError("Huffman string contains EOS");
-        out.push(sym);
-        bits -= len;
-        acc = acc % 2 ** bits;
-        matched = true;
+        sym = symbols[offset[len]! + rel]!;
         break;
       }
     }
-    if (!matched) {
-      // What is left must be padding: fewer than 8 bits, all ones (a prefix of EOS).
-      if (bits >= 8 || pos < input.length || acc !== 2 ** bits - 1) {
+    if (sym === EOS) throw new HuffmanError("Huffman string contains EOS");
+    if (sym < 0) {
+      // What was left must be padding: fewer than 8 bits, all ones (a prefix of EOS).
+      if (len >= 8 || pos < input.length || bits !== 0 || code !== (1 << len) - 1) {
         throw new HuffmanError("invalid Huffman padding");
       }
       break;
     }
+    out[n++] = sym;
   }
-  return Buffer.from(out).toString("latin1");
+  return out.toString("latin1", 0, n);
 }
 
 /** Huffman-encodes s (latin1 bytes); for tests and for callers that want the shorter form. */
