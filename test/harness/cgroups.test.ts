@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, readdir, rmdir, stat } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdir, readdir, rmdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { removeCgroupParents } from "./cgroups.js";
 
@@ -10,27 +11,32 @@ const exists = (p: string) =>
     () => false,
   );
 
-void test("removeCgroupParents removes an empty parent cgroup and leaves one with a child", async (t) => {
+void test("removeCgroupParents removes a parent cgroup with the empty ones below it, and leaves a busy one", async (t) => {
   // cgroup v1 (a hybrid host like this one): the cpu hierarchy; cgroup v2: its single root.
-  const h = (await readdir("/sys/fs/cgroup")).includes("cpu") ? "cpu" : "";
+  const root = join("/sys/fs/cgroup", (await readdir("/sys/fs/cgroup")).includes("cpu") ? "cpu" : "");
   const empty = `berth-harness-empty-${process.pid}`;
   const busy = `berth-harness-busy-${process.pid}`;
-  const made = [join("/sys/fs/cgroup", h, empty), join("/sys/fs/cgroup", h, busy, "child")];
+  const emptyChild = join(root, empty, "container");
+  const busyChild = join(root, busy, "container");
   try {
-    for (const d of made) await mkdir(d, { recursive: true });
+    for (const d of [emptyChild, busyChild]) await mkdir(d, { recursive: true });
   } catch (err) {
     t.skip(`cannot make cgroups here: ${String(err)}`);
     return;
   }
+  const sleeper = spawn("sleep", ["30"], { stdio: "ignore" });
   try {
+    await writeFile(join(busyChild, "cgroup.procs"), `${sleeper.pid}\n`);
     await removeCgroupParents([`/${empty}`, busy]);
-    assert.equal(await exists(made[0] ?? ""), false, "the empty parent is gone");
-    assert.equal(await exists(join("/sys/fs/cgroup", h, busy)), true, "a parent with a child stays");
+    assert.equal(await exists(join(root, empty)), false, "the parent and its empty child are gone");
+    assert.equal(await exists(busyChild), true, "a cgroup holding a process stays");
+    assert.equal(await exists(join(root, busy)), true, "and so does its parent");
     await assert.rejects(removeCgroupParents(["../etc"]), /not a parent cgroup/);
     await assert.rejects(removeCgroupParents(["/"]), /not a parent cgroup/);
   } finally {
-    await rmdir(made[1] ?? "").catch(() => undefined);
-    await rmdir(join("/sys/fs/cgroup", h, busy)).catch(() => undefined);
-    await rmdir(made[0] ?? "").catch(() => undefined);
+    sleeper.kill("SIGKILL");
+    await new Promise((resolve) => sleeper.once("exit", resolve));
+    for (const d of [busyChild, join(root, busy), emptyChild, join(root, empty)])
+      await rmdir(d).catch(() => undefined);
   }
 });
