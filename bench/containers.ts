@@ -633,7 +633,6 @@ async function memoryWithContainers(
   };
 }
 
-/** The per-setup parent cgroups runc left (empty once the containers are gone), in every hierarchy. */
 function row<T>(
   metric: string,
   unit: string,

@@ -89,10 +89,13 @@ export function ctrBurst(
   child.stdin.on("error", () => undefined); // the shell gone early: its exit code says why
   return new Promise<BurstResult>((resolve, reject) => {
     const timer = setTimeout(() => {
-      try {
-        process.kill(-(child.pid ?? 0), "SIGKILL");
-      } catch {
-        // already gone
+      // The shell's process group (never -0: that would be the bench's own group).
+      if (child.pid !== undefined) {
+        try {
+          process.kill(-child.pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
       }
       reject(new Error(`${argsList.length} ctr processes did not all exit within ${timeoutMs} ms`));
     }, timeoutMs);
