@@ -8,6 +8,7 @@ import { chmod, readFile, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { BERTHD_PATH, startBerthd, type BerthdHandle } from "../test/harness/berthd.js";
 import { errorText } from "./rounds.js";
+import { shellQuote } from "./shell-quote.js";
 
 export interface BerthdWrapperOptions {
   /** stdout and stderr are appended there (not passed to the harness) when given. */
@@ -20,23 +21,21 @@ export interface BerthdWrapperOptions {
   berthdPath?: string;
 }
 
-const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
-
 /** Writes an executable `<dir>/<name>` and returns its path. */
 export async function writeBerthdWrapper(dir: string, opts: BerthdWrapperOptions): Promise<string> {
   const path = join(dir, opts.name ?? "berthd-wrapper");
   const lines = ["#!/bin/sh"];
-  if (opts.logFile !== undefined) lines.push(`exec >>${quote(resolve(opts.logFile))} 2>&1`);
+  if (opts.logFile !== undefined) lines.push(`exec >>${shellQuote(resolve(opts.logFile))} 2>&1`);
   const berthd = opts.berthdPath ?? BERTHD_PATH;
   if (opts.cpuProfileDir === undefined) {
     // bin/berthd itself, so that the bench runs berthd with the node flags it ships with.
-    lines.push(`exec ${quote(berthd)} "$@"`, "");
+    lines.push(`exec ${shellQuote(berthd)} "$@"`, "");
   } else {
     // Node refuses --cpu-prof in NODE_OPTIONS: bin/berthd's own node command, with the flag added.
     const exec = (await readFile(berthd, "utf8")).split("\n").find((l) => l.startsWith("exec node "));
     if (exec === undefined) throw new Error(`${berthd} has no "exec node ..." line to profile`);
-    const flags = `--cpu-prof --cpu-prof-dir=${quote(resolve(opts.cpuProfileDir))}`;
-    lines.push(`here=${quote(dirname(berthd))}`, exec.replace(/^exec node /, `exec node ${flags} `), "");
+    const flags = `--cpu-prof --cpu-prof-dir=${shellQuote(resolve(opts.cpuProfileDir))}`;
+    lines.push(`here=${shellQuote(dirname(berthd))}`, exec.replace(/^exec node /, `exec node ${flags} `), "");
   }
   await writeFile(path, lines.join("\n"));
   await chmod(path, 0o755);

@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CTR_PATH, ctrArgv, ctrEnv } from "../test/harness/ctr.js";
+import { shellQuote } from "./shell-quote.js";
 
 export interface BurstExit {
   /** Exit code (128 + n when ctr died from signal n, as the shell reports it). */
@@ -27,8 +28,6 @@ export interface BurstResult {
   exits: BurstExit[];
 }
 
-const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
-
 /** The shell script: each ctr in a background subshell that reports `exit <i> <code>`. */
 export function burstScript(
   address: string,
@@ -39,10 +38,12 @@ export function burstScript(
   const lines = [
     "echo ready",
     "read go || exit 1",
-    'run() { i=$1; shift; "$@" </dev/null >/dev/null 2>' + quote(dir) + '/"$i".err; echo "exit $i $?"; }',
+    'run() { i=$1; shift; "$@" </dev/null >/dev/null 2>' +
+      shellQuote(dir) +
+      '/"$i".err; echo "exit $i $?"; }',
   ];
   argsList.forEach((args, i) => {
-    lines.push(`run ${i} ${[CTR_PATH, ...ctrArgv(address, args, namespace)].map(quote).join(" ")} &`);
+    lines.push(`run ${i} ${[CTR_PATH, ...ctrArgv(address, args, namespace)].map(shellQuote).join(" ")} &`);
   });
   lines.push("echo launched", "wait", "");
   return lines.join("\n");
